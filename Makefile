@@ -1,0 +1,41 @@
+# Two commands on a fresh machine with only Python 3.11: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help venv lint test demo bench bench-stats clean
+
+help:
+	@echo "make demo         run the main job on the embedded defaults"
+	@echo "make test         lint (ruff, mypy) and run the tests; creates $(VENV) itself"
+	@echo "make bench        run the benchmarks (ratios against baselines measured in the same run)"
+	@echo "make bench-stats  the statistics benchmark only"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy abrollout
+
+test: lint
+	$(BIN)/pytest -q
+
+demo: venv
+	@for spec in examples/*.yaml; do \
+		echo "== $$spec"; $(BIN)/python starter.py validate $$spec || exit $$?; echo; \
+	done
+
+bench-stats: venv
+	$(BIN)/python -m bench.stats_bench
+
+bench: bench-stats
+
+clean:
+	rm -rf $(VENV) .abrollout .pytest_cache .mypy_cache .ruff_cache

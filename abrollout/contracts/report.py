@@ -1,0 +1,100 @@
+"""The output contract: the report a person (or a dashboard) reads at any time during or after a run."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from abrollout.contracts.tools import ToolProposal
+
+SUMMARY_MAX_WORDS = 100
+
+
+class DecisionState(StrEnum):
+    running = "running"
+    guardrail_stop = "guardrail_stop"
+    promote = "promote"
+    rollback = "rollback"
+    inconclusive = "inconclusive"
+
+
+TERMINAL_STATES = frozenset(
+    {DecisionState.guardrail_stop, DecisionState.promote, DecisionState.rollback, DecisionState.inconclusive}
+)
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def clip_words(text: str, limit: int = SUMMARY_MAX_WORDS) -> str:
+    """At most `limit` words; a clipped text ends with an ellipsis so it never reads as complete."""
+    words = text.split()
+    if len(words) <= limit:
+        return " ".join(words)
+    return " ".join(words[: limit - 1]) + " …"
+
+
+class ReportModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Registration(ReportModel):
+    exp_id: str | None = Field(description="Id the experiment registry returned; null until registered.")
+    exp_key: str
+    primary_metric: str
+    metrics: list[str]
+    hypothesis: str
+    mde: str
+    policy: str
+    spec_hash: str
+
+
+class AllocationReport(ReportModel):
+    arms: list[str]
+    traffic_split: dict[str, float]
+    exposure_rules: list[str]
+    population: str
+    exposure_percent: float = Field(description="Current ramp exposure; 0 before allocation.")
+
+
+class Checkpoint(ReportModel):
+    """One recorded check: hourly guardrail check or planned analysis look."""
+
+    kind: str
+    index: int
+    at_hours: float
+    summary: str
+    receipt: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Monitoring(ReportModel):
+    run_id: str | None
+    dashboards: list[str]
+    checkpoints: list[Checkpoint]
+
+
+class DecisionReport(ReportModel):
+    state: DecisionState
+    rationale: str
+    receipts: list[str]
+
+
+class Report(ReportModel):
+    summary: str
+    registration: Registration
+    allocation: AllocationReport
+    monitoring: Monitoring
+    decision: DecisionReport
+    citations: list[str]
+    tool_proposals: list[ToolProposal]
+
+    @field_validator("summary")
+    @classmethod
+    def _at_most_100_words(cls, value: str) -> str:
+        if word_count(value) > SUMMARY_MAX_WORDS:
+            raise ValueError(f"summary has {word_count(value)} words; the contract allows {SUMMARY_MAX_WORDS}")
+        return value

@@ -1,0 +1,176 @@
+"""Spec -> plan: the deterministic list of tool proposals an experiment runs, each with its preconditions and
+idempotency key. Same spec, same plan, byte for byte; no clock, no uuid4.
+
+Values only known at run time (the registry's exp_id, the run id) appear as `${step.ref}` placeholders and
+are filled in by the workflow from receipts; keys are computed from the placeholder form, so they are
+stable before and after.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from abrollout.contracts.constraints import Constraint
+from abrollout.contracts.report import DecisionState
+from abrollout.contracts.spec import CONTROL_ARM, ExperimentSpec, Guardrail, RampStep
+from abrollout.contracts.tools import (
+    AllocateTrafficArgs,
+    CheckMetricsArgs,
+    CreateFlagArgs,
+    OpenTicketArgs,
+    PromoteVariantArgs,
+    RegisterExperimentArgs,
+    RollbackVariantArgs,
+    SnapshotDashboardArgs,
+    StartRunArgs,
+    StopRunArgs,
+    ToolArgs,
+    ToolName,
+    ToolProposal,
+)
+from abrollout.ids import digest, idempotency_key
+from abrollout.policy import PARAMS, POLICY_ID, cite
+from abrollout.rules import parse_rules
+
+EXP_ID = "${register.ref}"
+RUN_ID = "${run.ref}"
+DAY = 86400
+HOUR = 3600
+
+
+class ExperimentPlan(BaseModel):
+    """Everything the workflow needs to run an experiment, derived once from the normalised spec."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exp_key: str
+    flag_key: str
+    spec_hash: str
+    policy_id: str
+    domain: str
+    arms: list[str]
+    split: dict[str, float]
+    exposure_rules: list[str]
+    constraints: list[Constraint]
+    primary_metric: str
+    guardrails: list[Guardrail]
+    ramp: list[RampStep]
+    guardrail_check_every: int
+    analysis_every: int
+    max_duration_seconds: int
+    planned_looks: int
+    hour_seconds: float
+    owners: list[str]
+    setup: list[ToolProposal]
+    ramp_steps: list[ToolProposal]
+
+
+def propose(exp_key: str, step: str, tool: ToolName, args: ToolArgs, preconditions: list[str]) -> ToolProposal:
+    """A proposal whose key hashes the args as written (placeholders included)."""
+    body = args.model_dump(mode="json")
+    return ToolProposal(name=tool.value, step=step, args=body, preconditions=preconditions,
+                        idempotency_key=idempotency_key(exp_key, step, {"tool": tool.value, "args": body}))
+
+
+def _decision_rule(spec: ExperimentSpec) -> str:
+    return (f"group-sequential {PARAMS.spending_function}, two-sided alpha {PARAMS.alpha:g}, "
+            f"power {PARAMS.power:g}, promote floor {PARAMS.promote_min_effect_fraction_of_mde:g} x MDE "
+            f"({spec.mde.describe()}), guardrail alpha {PARAMS.guardrail_alpha:g}, SRM p < "
+            f"{PARAMS.srm_p_threshold:g}; {', '.join(cite(c) for c in ('decision.1', 'decision.2', 'decision.3'))}")
+
+
+def plan(spec: ExperimentSpec) -> ExperimentPlan:
+    """The plan for a normalised spec (see abrollout.spec_policy.normalize)."""
+    if spec.name is None or spec.allocation.split is None or spec.hypothesis is None or not spec.ramp:
+        raise ValueError("plan() needs a normalised spec (name, hypothesis, split and ramp filled in)")
+    key = spec.name
+    flag_key = f"abr.{key}"
+    spec_hash = digest(spec.model_dump(mode="json"))
+    split = dict(spec.allocation.split)
+    rules = list(spec.allocation.exposure_rules)
+    constraints = list(parse_rules(rules))
+    looks = spec.max_duration_days * DAY // spec.schedule.analysis_every
+    metrics = [spec.primary_metric.name, *(m.name for m in spec.secondary_metrics),
+               *(g.name for g in spec.guardrails if g.name != spec.primary_metric.name)]
+
+    register = RegisterExperimentArgs(
+        exp_key=key, domain=spec.domain.value, primary_metric=spec.primary_metric.name,
+        goal=spec.primary_metric.goal.value, metrics=list(dict.fromkeys(metrics)), guardrails=spec.guardrails,
+        hypothesis=spec.hypothesis, mde=spec.mde, arms=list(spec.arms), max_duration_days=spec.max_duration_days,
+        max_concurrent=spec.max_concurrent, guardrail_check_every_seconds=spec.schedule.guardrail_check_every,
+        analysis_every_seconds=spec.schedule.analysis_every, planned_looks=looks,
+        decision_rule=_decision_rule(spec), policy_id=POLICY_ID, spec_hash=spec_hash)
+    flag = CreateFlagArgs(flag_key=flag_key, group_id=key, variants=list(spec.arms),
+                          description=f"abrollout experiment {key}: {spec.hypothesis}"[:4000])
+    run = StartRunArgs(exp_id=EXP_ID, run_name=f"{key}-run", population=spec.allocation.population)
+    setup = [
+        propose(key, "register", ToolName.RegisterExperiment, register, []),
+        propose(key, "flag", ToolName.CreateFlag, flag, ["done:register"]),
+        propose(key, "run", ToolName.StartRun, run, ["done:register"]),
+    ]
+    ramp_steps = []
+    for i, step in enumerate(spec.ramp):
+        args = AllocateTrafficArgs(flag_key=flag_key, exp_id=EXP_ID, split=split, exposure_rules=rules,
+                                   constraints=constraints, rollout_percent=step.percent, ramp_step=i)
+        needs = ["done:register", "done:flag", "done:run"] if i == 0 else [f"done:allocate-{i - 1}"]
+        ramp_steps.append(propose(key, f"allocate-{i}", ToolName.AllocateTraffic, args, [*needs, "state:running"]))
+    setup.append(ramp_steps[0])
+    setup.append(propose(key, "snapshot-start", ToolName.SnapshotDashboard,
+                         SnapshotDashboardArgs(run_id=RUN_ID, exp_key=key, label="start"), ["done:allocate-0"]))
+    return ExperimentPlan(
+        exp_key=key, flag_key=flag_key, spec_hash=spec_hash, policy_id=POLICY_ID, domain=spec.domain.value,
+        arms=list(spec.arms), split=split, exposure_rules=rules, constraints=constraints,
+        primary_metric=spec.primary_metric.name, guardrails=list(spec.guardrails), ramp=list(spec.ramp),
+        guardrail_check_every=spec.schedule.guardrail_check_every, analysis_every=spec.schedule.analysis_every,
+        max_duration_seconds=spec.max_duration_days * DAY, planned_looks=looks,
+        hour_seconds=spec.schedule.hour_seconds, owners=list(spec.owners), setup=setup, ramp_steps=ramp_steps[1:])
+
+
+def check_proposal(p: ExperimentPlan, kind: str, index: int, at_seconds: int) -> ToolProposal:
+    """A CheckMetrics proposal: hourly guardrail check `index`, or planned analysis look `index`."""
+    lookback = max(1, (p.guardrail_check_every if kind == "guardrail" else p.analysis_every) // HOUR)
+    args = CheckMetricsArgs(exp_id=EXP_ID, run_id=RUN_ID, kind=kind,
+                            check_index=index, at_seconds=at_seconds, primary_metric=p.primary_metric,
+                            guardrails=p.guardrails, lookback_hours=lookback)
+    return propose(p.exp_key, f"check-{kind}-{index}", ToolName.CheckMetrics, args, ["done:allocate-0"])
+
+
+def _stop(p: ExperimentPlan, reason: str) -> ToolProposal:
+    return propose(p.exp_key, "stop", ToolName.StopRun, StopRunArgs(run_id=RUN_ID, reason=reason), ["done:run"])
+
+
+def _rollback(p: ExperimentPlan, reason: str) -> ToolProposal:
+    args = RollbackVariantArgs(flag_key=p.flag_key, to_variant=CONTROL_ARM, reason=reason)
+    return propose(p.exp_key, "rollback", ToolName.RollbackVariant, args, ["done:flag"])
+
+
+def _snapshot_final(p: ExperimentPlan, state: DecisionState) -> ToolProposal:
+    args = SnapshotDashboardArgs(run_id=RUN_ID, exp_key=p.exp_key, label=state.value)
+    return propose(p.exp_key, "snapshot-final", ToolName.SnapshotDashboard, args, ["done:run"])
+
+
+def ticket_proposal(p: ExperimentPlan, step: str, title: str, description: str, severity: str) -> ToolProposal:
+    args = OpenTicketArgs(exp_key=p.exp_key, title=title[:200], description=description[:4000],
+                          severity=severity, owners=p.owners)
+    return propose(p.exp_key, step, ToolName.OpenTicket, args, ["done:register"])
+
+
+def closing_proposals(p: ExperimentPlan, state: DecisionState, reason: str, *, arm: str | None = None,
+                      severity: str | None = None) -> list[ToolProposal]:
+    """The tools that carry out a terminal decision, in policy order (guardrail.4, decision.2-4, manual.1)."""
+    if state is DecisionState.promote:
+        if arm is None:
+            raise ValueError("a promote decision names the arm")
+        promote = propose(p.exp_key, "promote", ToolName.PromoteVariant,
+                          PromoteVariantArgs(flag_key=p.flag_key, variant=arm, reason=reason),
+                          ["done:allocate-0", "no_breach"])
+        return [promote, _stop(p, reason), _snapshot_final(p, state)]
+    if state is DecisionState.guardrail_stop:
+        title = f"Guardrail stop: {p.exp_key}"
+        ticket = ticket_proposal(p, "ticket", title, reason, severity or PARAMS.severity_guardrail_stop)
+        return [_stop(p, reason), _rollback(p, reason), ticket, _snapshot_final(p, state)]
+    if state is DecisionState.rollback:
+        return [_stop(p, reason), _rollback(p, reason), _snapshot_final(p, state)]
+    if state is DecisionState.inconclusive:
+        return [_rollback(p, reason), _stop(p, reason), _snapshot_final(p, state)]
+    raise ValueError(f"{state.value} is not a terminal decision")

@@ -1,0 +1,1 @@
+"""The command line behind starter.py: argument parsing, exit codes and what people read."""

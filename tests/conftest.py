@@ -1,0 +1,24 @@
+"""Shared fixtures: a minimal valid spec as a raw mapping, for tests to mutate one field at a time."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+BASE_SPEC: dict[str, Any] = {
+    "name": "ui-test-exp",
+    "domain": "ui",
+    "treatment_spec": {"control": {"color": "grey"}, "treatment": {"color": "green"}},
+    "primary_metric": "checkout_conv",
+    "guardrails": [{"name": "error_rate", "threshold": 0.01, "direction": "<"}],
+    "mde": {"kind": "relative", "value": 5},
+    "max_duration_days": 14,
+    "max_concurrent": 5,
+}
+
+
+@pytest.fixture
+def raw_spec() -> dict[str, Any]:
+    return copy.deepcopy(BASE_SPEC)

@@ -1,0 +1,82 @@
+"""`starter.py validate` and `schema` as a person runs them: exit codes, field-named messages, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+BAD_SPECS = sorted(p for p in (ROOT / "tests" / "bad_specs").iterdir() if p.suffix in {".yaml", ".json"})
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "starter.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, input=stdin, timeout=60)
+
+
+def expectations(path: Path) -> list[str]:
+    if path.suffix == ".json":
+        return [path.with_suffix(".expect").read_text().strip()]
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: a | b'"
+    return [part.strip() for part in first.removeprefix("# expect: ").split("|")]
+
+
+def test_every_domain_has_a_valid_example() -> None:
+    domains = {json.loads(run_cli("validate", "--json", str(p)).stdout)["spec"]["domain"] for p in EXAMPLES}
+    assert domains == {"prompts", "policies", "ranking", "pricing", "ui"}
+
+
+@pytest.mark.parametrize("spec", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_examples_validate(spec: Path) -> None:
+    result = run_cli("validate", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert "valid under exp_policy.v5" in result.stdout
+    assert "allocate-0" in result.stdout
+
+
+@pytest.mark.parametrize("spec", BAD_SPECS, ids=[p.name for p in BAD_SPECS])
+def test_bad_specs_exit_2_naming_the_field(spec: Path) -> None:
+    result = run_cli("validate", str(spec))
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    for expected in expectations(spec):
+        assert expected in result.stderr, f"{expected!r} not in:\n{result.stderr}"
+
+
+def test_validate_json_is_the_normalised_spec_and_plan() -> None:
+    result = run_cli("validate", "--json", str(ROOT / "examples" / "ui-checkout-button.yaml"))
+    body = json.loads(result.stdout)
+    assert body["spec"]["allocation"]["split"] == {"control": 50.0, "green_cta": 50.0}
+    assert next(s["step"] for s in body["plan"]["setup"]) == "register"
+    assert len(body["plan"]["ramp_steps"]) == 2
+
+
+def test_missing_file_is_a_clear_error() -> None:
+    result = run_cli("validate", "no/such/spec.yaml")
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_critical_fields_without_a_tty_are_listed_not_asked() -> None:
+    result = run_cli("validate", str(ROOT / "tests" / "bad_specs" / "missing-critical.yaml"), stdin="")
+    assert result.returncode == 2
+    assert "treatment_spec: missing" in result.stderr and "mde: missing" in result.stderr
+
+
+@pytest.mark.parametrize("which", ["spec", "report"])
+def test_schema_prints_json_schema(which: str) -> None:
+    result = run_cli("schema", which)
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["type"] == "object"
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run_cli("schema", "nope").returncode == 2
+    assert run_cli().returncode == 2
