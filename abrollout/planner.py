@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from abrollout.contracts.constraints import Constraint
-from abrollout.contracts.report import DecisionState
+from abrollout.contracts.records import DashboardData, DecisionState
 from abrollout.contracts.spec import CONTROL_ARM, ExperimentSpec, Guardrail, RampStep
 from abrollout.contracts.tools import (
     AllocateTrafficArgs,
@@ -31,6 +31,7 @@ from abrollout.contracts.tools import (
 from abrollout.ids import digest, idempotency_key
 from abrollout.policy import PARAMS, POLICY_ID, cite
 from abrollout.rules import parse_rules
+from abrollout.verdicts import AnalysisPlan
 
 EXP_ID = "${register.ref}"
 RUN_ID = "${run.ref}"
@@ -61,6 +62,7 @@ class ExperimentPlan(BaseModel):
     planned_looks: int
     hour_seconds: float
     owners: list[str]
+    analysis: AnalysisPlan
     setup: list[ToolProposal]
     ramp_steps: list[ToolProposal]
 
@@ -79,6 +81,27 @@ def _decision_rule(spec: ExperimentSpec) -> str:
             f"{PARAMS.srm_p_threshold:g}; {', '.join(cite(c) for c in ('decision.1', 'decision.2', 'decision.3'))}")
 
 
+def expected_users(spec: ExperimentSpec) -> int | None:
+    """Users expected by the cap given the pre-registered ramp (each step's exposure for its duration)."""
+    daily = spec.allocation.expected_daily_users
+    if daily is None:
+        return None
+    cap = spec.max_duration_days * DAY
+    ramp = spec.ramp or [RampStep(percent=100, at=0)]
+    ends = [step.at for step in ramp[1:]] + [cap]
+    exposed_seconds = sum(step.percent / 100 * (end - step.at) for step, end in zip(ramp, ends, strict=True))
+    return max(1, round(daily * exposed_seconds / DAY))
+
+
+def analysis_plan(spec: ExperimentSpec, split: dict[str, float], looks: int) -> AnalysisPlan:
+    """What the statistics follow, fixed at registration."""
+    metric = spec.primary_metric
+    return AnalysisPlan(primary_metric=metric.name, goal=metric.goal, metric_kind=metric.kind, mde=spec.mde,
+                        baseline_mean=metric.baseline, spending_parameter=PARAMS.spending_parameter,
+                        planned_looks=looks, planned_max_users=expected_users(spec), arms=tuple(spec.arms),
+                        split=split, guardrails=tuple(spec.guardrails))
+
+
 def plan(spec: ExperimentSpec) -> ExperimentPlan:
     """The plan for a normalised spec (see abrollout.spec_policy.normalize)."""
     if spec.name is None or spec.allocation.split is None or spec.hypothesis is None or not spec.ramp:
@@ -90,6 +113,7 @@ def plan(spec: ExperimentSpec) -> ExperimentPlan:
     rules = list(spec.allocation.exposure_rules)
     constraints = list(parse_rules(rules))
     looks = spec.max_duration_days * DAY // spec.schedule.analysis_every
+    analysis = analysis_plan(spec, split, looks)
     metrics = [spec.primary_metric.name, *(m.name for m in spec.secondary_metrics),
                *(g.name for g in spec.guardrails if g.name != spec.primary_metric.name)]
 
@@ -99,7 +123,8 @@ def plan(spec: ExperimentSpec) -> ExperimentPlan:
         hypothesis=spec.hypothesis, mde=spec.mde, arms=list(spec.arms), max_duration_days=spec.max_duration_days,
         max_concurrent=spec.max_concurrent, guardrail_check_every_seconds=spec.schedule.guardrail_check_every,
         analysis_every_seconds=spec.schedule.analysis_every, planned_looks=looks,
-        decision_rule=_decision_rule(spec), policy_id=POLICY_ID, spec_hash=spec_hash)
+        decision_rule=_decision_rule(spec), analysis=analysis, policy_id=POLICY_ID, spec_hash=spec_hash,
+        simulation=spec.simulation)
     flag = CreateFlagArgs(flag_key=flag_key, group_id=key, variants=list(spec.arms),
                           description=f"abrollout experiment {key}: {spec.hypothesis}"[:4000])
     run = StartRunArgs(exp_id=EXP_ID, run_name=f"{key}-run", population=spec.allocation.population)
@@ -110,29 +135,31 @@ def plan(spec: ExperimentSpec) -> ExperimentPlan:
     ]
     ramp_steps = []
     for i, step in enumerate(spec.ramp):
-        args = AllocateTrafficArgs(flag_key=flag_key, exp_id=EXP_ID, split=split, exposure_rules=rules,
+        args = AllocateTrafficArgs(flag_key=flag_key, group_id=key, exp_id=EXP_ID, split=split, exposure_rules=rules,
                                    constraints=constraints, rollout_percent=step.percent, ramp_step=i)
         needs = ["done:register", "done:flag", "done:run"] if i == 0 else [f"done:allocate-{i - 1}"]
         ramp_steps.append(propose(key, f"allocate-{i}", ToolName.AllocateTraffic, args, [*needs, "state:running"]))
     setup.append(ramp_steps[0])
-    setup.append(propose(key, "snapshot-start", ToolName.SnapshotDashboard,
-                         SnapshotDashboardArgs(run_id=RUN_ID, exp_key=key, label="start"), ["done:allocate-0"]))
     return ExperimentPlan(
         exp_key=key, flag_key=flag_key, spec_hash=spec_hash, policy_id=POLICY_ID, domain=spec.domain.value,
         arms=list(spec.arms), split=split, exposure_rules=rules, constraints=constraints,
         primary_metric=spec.primary_metric.name, guardrails=list(spec.guardrails), ramp=list(spec.ramp),
         guardrail_check_every=spec.schedule.guardrail_check_every, analysis_every=spec.schedule.analysis_every,
         max_duration_seconds=spec.max_duration_days * DAY, planned_looks=looks,
-        hour_seconds=spec.schedule.hour_seconds, owners=list(spec.owners), setup=setup, ramp_steps=ramp_steps[1:])
+        hour_seconds=spec.schedule.hour_seconds, owners=list(spec.owners), analysis=analysis, setup=setup,
+        ramp_steps=ramp_steps[1:])
 
 
-def check_proposal(p: ExperimentPlan, kind: str, index: int, at_seconds: int) -> ToolProposal:
-    """A CheckMetrics proposal: hourly guardrail check `index`, or planned analysis look `index`."""
+def check_proposal(p: ExperimentPlan, kind: str, index: int, at_seconds: int, step: str | None = None,
+                   prior_look_sizes: list[dict[str, int]] | None = None) -> ToolProposal:
+    """A CheckMetrics proposal: hourly guardrail check `index`, planned analysis look `index`, or (with its own
+    `step` name) an unplanned check pushed by an alert."""
     lookback = max(1, (p.guardrail_check_every if kind == "guardrail" else p.analysis_every) // HOUR)
     args = CheckMetricsArgs(exp_id=EXP_ID, run_id=RUN_ID, kind=kind,
                             check_index=index, at_seconds=at_seconds, primary_metric=p.primary_metric,
-                            guardrails=p.guardrails, lookback_hours=lookback)
-    return propose(p.exp_key, f"check-{kind}-{index}", ToolName.CheckMetrics, args, ["done:allocate-0"])
+                            guardrails=p.guardrails, lookback_hours=lookback,
+                            prior_look_sizes=prior_look_sizes or [])
+    return propose(p.exp_key, step or f"check-{kind}-{index}", ToolName.CheckMetrics, args, ["done:allocate-0"])
 
 
 def _stop(p: ExperimentPlan, reason: str) -> ToolProposal:
@@ -144,9 +171,18 @@ def _rollback(p: ExperimentPlan, reason: str) -> ToolProposal:
     return propose(p.exp_key, "rollback", ToolName.RollbackVariant, args, ["done:flag"])
 
 
-def _snapshot_final(p: ExperimentPlan, state: DecisionState) -> ToolProposal:
-    args = SnapshotDashboardArgs(run_id=RUN_ID, exp_key=p.exp_key, label=state.value)
-    return propose(p.exp_key, "snapshot-final", ToolName.SnapshotDashboard, args, ["done:run"])
+def snapshot_proposal(p: ExperimentPlan, step: str, data: DashboardData) -> ToolProposal:
+    """A dashboard snapshot of `data`, built when it is taken so it shows the receipts up to that moment."""
+    args = SnapshotDashboardArgs(run_id=RUN_ID, exp_key=p.exp_key, label=data.label, data=data)
+    return propose(p.exp_key, step, ToolName.SnapshotDashboard, args, ["done:run"])
+
+
+def without_payload(proposal: ToolProposal) -> ToolProposal:
+    """The proposal as kept in the run state: a dashboard's data is replaced by its digest (the full data is
+    in the activity's input in the history), so the state stays small across continue-as-new."""
+    if proposal.name != ToolName.SnapshotDashboard.value:
+        return proposal
+    return proposal.model_copy(update={"args": {**proposal.args, "data": {"digest": digest(proposal.args["data"])}}})
 
 
 def ticket_proposal(p: ExperimentPlan, step: str, title: str, description: str, severity: str) -> ToolProposal:
@@ -157,20 +193,21 @@ def ticket_proposal(p: ExperimentPlan, step: str, title: str, description: str, 
 
 def closing_proposals(p: ExperimentPlan, state: DecisionState, reason: str, *, arm: str | None = None,
                       severity: str | None = None) -> list[ToolProposal]:
-    """The tools that carry out a terminal decision, in policy order (guardrail.4, decision.2-4, manual.1)."""
+    """The tools that carry out a terminal decision, in policy order (guardrail.4, decision.2-4, manual.1);
+    the workflow follows them with a final `snapshot_proposal` so the dashboard shows their receipts."""
     if state is DecisionState.promote:
         if arm is None:
             raise ValueError("a promote decision names the arm")
         promote = propose(p.exp_key, "promote", ToolName.PromoteVariant,
                           PromoteVariantArgs(flag_key=p.flag_key, variant=arm, reason=reason),
                           ["done:allocate-0", "no_breach"])
-        return [promote, _stop(p, reason), _snapshot_final(p, state)]
+        return [promote, _stop(p, reason)]
     if state is DecisionState.guardrail_stop:
         title = f"Guardrail stop: {p.exp_key}"
         ticket = ticket_proposal(p, "ticket", title, reason, severity or PARAMS.severity_guardrail_stop)
-        return [_stop(p, reason), _rollback(p, reason), ticket, _snapshot_final(p, state)]
+        return [_stop(p, reason), _rollback(p, reason), ticket]
     if state is DecisionState.rollback:
-        return [_stop(p, reason), _rollback(p, reason), _snapshot_final(p, state)]
+        return [_stop(p, reason), _rollback(p, reason)]
     if state is DecisionState.inconclusive:
-        return [_rollback(p, reason), _stop(p, reason), _snapshot_final(p, state)]
+        return [_rollback(p, reason), _stop(p, reason)]
     raise ValueError(f"{state.value} is not a terminal decision")

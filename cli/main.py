@@ -11,6 +11,7 @@ from abrollout.contracts.report import Report
 from abrollout.contracts.spec import ExperimentSpec
 from abrollout.planner import plan
 from abrollout.problems import errors_only
+from abrollout.stats.planning import power_plan, power_warnings
 from cli import render
 from cli.exits import OK, UserFacingError
 from cli.spec_input import load_checked_spec, refuse
@@ -25,10 +26,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     check = load_checked_spec(args.spec)
     if not check.ok or check.spec is None:
         raise refuse(errors_only(check.problems) or check.problems, args.spec)
-    spec, warnings = check.spec, check.problems
+    spec = check.spec
     experiment_plan = plan(spec)
+    power = power_plan(spec, experiment_plan)
+    warnings = [*check.problems, *power_warnings(spec, experiment_plan, power)]
     if args.json:
         print(json.dumps({"spec": spec.model_dump(mode="json"), "plan": render.plan_json(experiment_plan),
+                          "power": power.model_dump(mode="json") if power else None,
                           "warnings": [str(w) for w in warnings]}, indent=2))
         return OK
     print(f"# {args.spec}: valid under {experiment_plan.policy_id}; experiment key '{experiment_plan.exp_key}' "
@@ -36,6 +40,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(render.spec_yaml(spec), end="")
     print()
     print(render.schedule_line(experiment_plan))
+    if power is not None:
+        print(render.power_line(power))
     print(render.plan_table(experiment_plan))
     if warnings:
         print("\nwarnings:")

@@ -9,6 +9,7 @@ import yaml
 from abrollout.contracts.spec import ExperimentSpec
 from abrollout.planner import ExperimentPlan
 from abrollout.problems import Problem
+from abrollout.verdicts import PowerPlan
 
 
 def spec_yaml(spec: ExperimentSpec) -> str:
@@ -32,6 +33,14 @@ def schedule_line(plan: ExperimentPlan) -> str:
     checks = plan.max_duration_seconds // plan.guardrail_check_every
     return (f"schedule: {checks} guardrail checks (every {plan.guardrail_check_every // 60} min), "
             f"{plan.planned_looks} analysis looks (every {plan.analysis_every // 3600} h), cap {hours} h")
+
+
+def power_line(power: PowerPlan) -> str:
+    arms = "/".join(str(n) for n in power.users_per_arm)
+    days = f", {power.days_needed:.1f} days at the expected traffic" if power.days_needed is not None else ""
+    verdict = {True: "reachable before the cap", False: "NOT reachable before the cap", None: "reach unknown"}
+    return (f"power: {arms} users per arm ({power.total_users} in all, group-sequential inflation "
+            f"{power.inflation_factor:.3f}){days}: {verdict[power.reachable]}")
 
 
 def warnings_block(problems: list[Problem]) -> str:

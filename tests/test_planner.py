@@ -6,7 +6,7 @@ import copy
 import re
 from typing import Any
 
-from abrollout.contracts.report import DecisionState
+from abrollout.contracts.records import DecisionState
 from abrollout.contracts.tools import ARGS_BY_TOOL, ToolName
 from abrollout.planner import check_proposal, closing_proposals, plan
 from abrollout.spec_loader import check_raw
@@ -33,7 +33,7 @@ def test_keys_are_deterministic_well_formed_and_unique() -> None:
     keys = [x.idempotency_key for x in [*p.setup, *p.ramp_steps]]
     assert all(KEY.match(k) for k in keys), keys
     assert len(set(keys)) == len(keys)
-    assert [x.step for x in p.setup] == ["register", "flag", "run", "allocate-0", "snapshot-start"]
+    assert [x.step for x in p.setup] == ["register", "flag", "run", "allocate-0"]
 
 
 def test_a_changed_arg_changes_only_the_keys_that_carry_it() -> None:
@@ -89,6 +89,7 @@ def test_closing_sequences_follow_policy_order() -> None:
     names = {s: [x.name for x in closing_proposals(p, s, "r", arm="treatment")]
              for s in (DecisionState.guardrail_stop, DecisionState.promote, DecisionState.rollback,
                        DecisionState.inconclusive)}
-    assert names[DecisionState.guardrail_stop] == ["StopRun", "RollbackVariant", "OpenTicket", "SnapshotDashboard"]
-    assert names[DecisionState.promote] == ["PromoteVariant", "StopRun", "SnapshotDashboard"]
-    assert names[DecisionState.inconclusive] == ["RollbackVariant", "StopRun", "SnapshotDashboard"]
+    assert names[DecisionState.guardrail_stop] == ["StopRun", "RollbackVariant", "OpenTicket"]
+    assert names[DecisionState.promote] == ["PromoteVariant", "StopRun"]
+    assert names[DecisionState.rollback] == ["StopRun", "RollbackVariant"]
+    assert names[DecisionState.inconclusive] == ["RollbackVariant", "StopRun"]

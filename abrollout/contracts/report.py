@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from abrollout.contracts.records import Checkpoint, DecisionState, ReceiptRecord
 from abrollout.contracts.tools import ToolProposal
 
 SUMMARY_MAX_WORDS = 100
-
-
-class DecisionState(StrEnum):
-    running = "running"
-    guardrail_stop = "guardrail_stop"
-    promote = "promote"
-    rollback = "rollback"
-    inconclusive = "inconclusive"
-
-
-TERMINAL_STATES = frozenset(
-    {DecisionState.guardrail_stop, DecisionState.promote, DecisionState.rollback, DecisionState.inconclusive}
-)
 
 
 def word_count(text: str) -> int:
@@ -60,17 +45,6 @@ class AllocationReport(ReportModel):
     exposure_percent: float = Field(description="Current ramp exposure; 0 before allocation.")
 
 
-class Checkpoint(ReportModel):
-    """One recorded check: hourly guardrail check or planned analysis look."""
-
-    kind: str
-    index: int
-    at_hours: float
-    summary: str
-    receipt: str
-    data: dict[str, Any] = Field(default_factory=dict)
-
-
 class Monitoring(ReportModel):
     run_id: str | None
     dashboards: list[str]
@@ -80,7 +54,8 @@ class Monitoring(ReportModel):
 class DecisionReport(ReportModel):
     state: DecisionState
     rationale: str
-    receipts: list[str]
+    receipts: list[str] = Field(description="Refs of the receipts the decision rests on and was carried out with.")
+    arm: str | None = None
 
 
 class Report(ReportModel):
@@ -91,6 +66,7 @@ class Report(ReportModel):
     decision: DecisionReport
     citations: list[str]
     tool_proposals: list[ToolProposal]
+    receipts: list[ReceiptRecord] = Field(default_factory=list, description="Every tool call so far, in order.")
 
     @field_validator("summary")
     @classmethod

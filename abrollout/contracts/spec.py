@@ -149,7 +149,7 @@ class Allocation(Strict):
 class RampStep(Strict):
     """A pre-registered exposure step: from `at` after the run starts, `percent` of eligible users are in."""
 
-    percent: Percent
+    percent: Annotated[int, Field(gt=0, le=100, description="Whole percent: flag rollouts are integers.")]
     at: Offset
 
 
@@ -167,6 +167,9 @@ class SimMetric(Strict):
 
     mean: Finite
     sd: Annotated[Finite, Field(gt=0)] | None = None
+    pre_period_correlation: Annotated[Finite, Field(ge=0, lt=1)] = Field(
+        default=0.0, description="Correlation of a simulated pre-period covariate (CUPED); needs `sd`."
+    )
 
 
 class Shift(Strict):

@@ -7,12 +7,14 @@ is the id the outside system returned (exp_id, run_id, change id, dashboard id, 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from abrollout.contracts.constraints import Constraint
-from abrollout.contracts.spec import CONTROL_ARM, ArmName, Effect, Guardrail, MetricName
+from abrollout.contracts.records import DashboardData
+from abrollout.contracts.spec import CONTROL_ARM, ArmName, Effect, Guardrail, MetricName, Simulation
+from abrollout.verdicts import AnalysisPlan
 
 Text = Annotated[str, StringConstraints(max_length=4000)]
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -38,6 +40,9 @@ class ToolArgs(BaseModel):
 
 
 class RegisterExperimentArgs(ToolArgs):
+    """Everything pre-registered (prereg.1), including the analysis plan the statistics will follow and, for
+    the embedded simulator only, the simulated traffic."""
+
     exp_key: str
     domain: str
     primary_metric: MetricName
@@ -53,8 +58,10 @@ class RegisterExperimentArgs(ToolArgs):
     analysis_every_seconds: int
     planned_looks: int
     decision_rule: Text
+    analysis: AnalysisPlan
     policy_id: str
     spec_hash: str
+    simulation: Simulation | None = None
 
 
 class CreateFlagArgs(ToolArgs):
@@ -73,6 +80,7 @@ class StartRunArgs(ToolArgs):
 
 class AllocateTrafficArgs(ToolArgs):
     flag_key: str
+    group_id: str
     exp_id: Ref
     split: dict[ArmName, float]
     exposure_rules: list[str]
@@ -90,6 +98,8 @@ class CheckMetricsArgs(ToolArgs):
     primary_metric: MetricName
     guardrails: list[Guardrail]
     lookback_hours: int = Field(gt=0)
+    prior_look_sizes: list[dict[str, int]] = Field(
+        default_factory=list, description="Primary n per arm at analysis looks 1..k-1 (group-sequential info).")
 
 
 class StopRunArgs(ToolArgs):
@@ -113,6 +123,7 @@ class SnapshotDashboardArgs(ToolArgs):
     run_id: Ref
     exp_key: str
     label: str
+    data: DashboardData
 
 
 class OpenTicketArgs(ToolArgs):
@@ -148,6 +159,19 @@ class ToolProposal(BaseModel):
     args: dict[str, Any]
     preconditions: list[str]
     idempotency_key: str
+
+
+ArgsT = TypeVar("ArgsT", bound=ToolArgs)
+
+
+class ToolCall(BaseModel, Generic[ArgsT]):
+    """What an activity receives: the verified, resolved args and the key its side effect is stored under."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    step: str
+    idempotency_key: str
+    args: ArgsT
 
 
 class ToolReceipt(BaseModel):

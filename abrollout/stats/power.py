@@ -1,0 +1,98 @@
+"""Power planning: users and days to detect the MDE with the group-sequential design, before the run starts.
+
+A fixed-horizon test needs information (z_{1-a} + z_{power})^2 / MDE^2. A group-sequential test with K looks
+spends some alpha early, so it needs a little more at its final look: the inflation factor
+(drift_K / (z_{1-a} + z_power))^2 (Jennison & Turnbull 2000, sec. 2.7 and 7.2), where drift_K is the z-scale
+effect at full information at which the boundaries are crossed with the planned power, computed with the same
+recursive integration as the boundaries. With several treatments, each comparison is planned at
+alpha / (2 m), Holm's first step (conservative), and the smallest treatment arm sets the size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+from scipy.special import ndtri
+
+from abrollout.contracts.spec import Effect, EffectKind
+from abrollout.stats.boundaries import Spending, drift_for_power, efficacy_bounds, equally_spaced
+from abrollout.verdicts import PowerPlan
+
+
+@lru_cache(maxsize=64)
+def design_drift(looks: int, side_alpha: float, power: float, spending: Spending) -> float:
+    """drift_K for equally spaced looks (the planning assumption); cached because `validate` asks often."""
+    fractions = equally_spaced(looks)
+    return drift_for_power(fractions, efficacy_bounds(fractions, side_alpha, spending), power)
+
+
+def _unit_variance(mean: float, sd: float | None) -> float:
+    if sd is not None:
+        return sd * sd
+    if not 0.0 < mean < 1.0:
+        raise ValueError("a proportion's baseline must be strictly between 0 and 1")
+    return mean * (1.0 - mean)
+
+
+def plan_sample_size(
+    *,
+    baseline_mean: float,
+    baseline_sd: float | None,
+    mde: Effect,
+    alpha: float,
+    power: float,
+    split: Sequence[float],
+    expected_daily_users: float | None,
+    max_days: float,
+    spending: Spending,
+    looks: int,
+) -> PowerPlan:
+    """Users per arm and days needed to detect `mde` (two-sided `alpha`, `power`) with K = `looks`.
+
+    `baseline_sd` None means a proportion (variance p(1-p), evaluated at the worse of p +- MDE for the
+    treatment). `split` holds the percent per arm, control first. `expected_daily_users` counts users entering
+    the experiment (all arms) per day; without it the days, reachability and MDE at the cap are None.
+    """
+    if len(split) < 2:
+        raise ValueError("a split needs a control and at least one treatment")
+    delta = mde.value if mde.kind is EffectKind.absolute else mde.value / 100.0 * abs(baseline_mean)
+    if delta <= 0:
+        raise ValueError("the MDE must be positive in metric units")
+    var_control = _unit_variance(baseline_mean, baseline_sd)
+    var_treatment = var_control
+    if baseline_sd is None:
+        shifted = [p for p in (baseline_mean - delta, baseline_mean + delta) if 0.0 < p < 1.0]
+        var_treatment = max([var_control, *(p * (1.0 - p) for p in shifted)])
+    side_alpha = alpha / 2.0 / (len(split) - 1)
+    drift = design_drift(looks, side_alpha, power, spending)
+    fixed = float(ndtri(1.0 - side_alpha) + ndtri(power))
+    total_share = float(sum(split))
+    shares = [s / total_share for s in split]
+    smallest_treatment = min(shares[1:])
+    total = (var_control / shares[0] + var_treatment / smallest_treatment) * drift * drift / (delta * delta)
+    per_arm = tuple(math.ceil(total * s) for s in shares)
+    if expected_daily_users is None or expected_daily_users <= 0:
+        return PowerPlan(
+            users_per_arm=per_arm,
+            total_users=math.ceil(total),
+            inflation_factor=(drift / fixed) ** 2,
+            days_needed=None,
+            users_at_cap=None,
+            reachable=None,
+            detectable_mde_at_cap=None,
+        )
+    at_cap = expected_daily_users * max_days
+    detectable = drift * math.sqrt((var_control / shares[0] + var_control / smallest_treatment) / at_cap)
+    if mde.kind is EffectKind.relative:
+        detectable = detectable / abs(baseline_mean) * 100.0
+    return PowerPlan(
+        users_per_arm=per_arm,
+        total_users=math.ceil(total),
+        inflation_factor=(drift / fixed) ** 2,
+        days_needed=total / expected_daily_users,
+        users_at_cap=math.floor(at_cap),
+        reachable=total <= at_cap,
+        detectable_mde_at_cap=detectable,
+    )
