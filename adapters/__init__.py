@@ -1,0 +1,1 @@
+"""Adapters: the outside systems (flags, registry, metrics, dashboards, tickets) behind small protocols."""
