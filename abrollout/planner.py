@@ -81,6 +81,11 @@ def _decision_rule(spec: ExperimentSpec) -> str:
             f"{PARAMS.srm_p_threshold:g}; {', '.join(cite(c) for c in ('decision.1', 'decision.2', 'decision.3'))}")
 
 
+def flag_key(exp_key: str) -> str:
+    """The experiment's flag: one per experiment, its group id the experiment key (sticky per experiment)."""
+    return f"abr.{exp_key}"
+
+
 def expected_users(spec: ExperimentSpec) -> int | None:
     """Users expected by the cap given the pre-registered ramp (each step's exposure for its duration)."""
     daily = spec.allocation.expected_daily_users
@@ -107,7 +112,7 @@ def plan(spec: ExperimentSpec) -> ExperimentPlan:
     if spec.name is None or spec.allocation.split is None or spec.hypothesis is None or not spec.ramp:
         raise ValueError("plan() needs a normalised spec (name, hypothesis, split and ramp filled in)")
     key = spec.name
-    flag_key = f"abr.{key}"
+    key_of_flag = flag_key(key)
     spec_hash = digest(spec.model_dump(mode="json"))
     split = dict(spec.allocation.split)
     rules = list(spec.allocation.exposure_rules)
@@ -125,7 +130,7 @@ def plan(spec: ExperimentSpec) -> ExperimentPlan:
         analysis_every_seconds=spec.schedule.analysis_every, planned_looks=looks,
         decision_rule=_decision_rule(spec), analysis=analysis, policy_id=POLICY_ID, spec_hash=spec_hash,
         simulation=spec.simulation)
-    flag = CreateFlagArgs(flag_key=flag_key, group_id=key, variants=list(spec.arms),
+    flag = CreateFlagArgs(flag_key=key_of_flag, group_id=key, variants=list(spec.arms),
                           description=f"abrollout experiment {key}: {spec.hypothesis}"[:4000])
     run = StartRunArgs(exp_id=EXP_ID, run_name=f"{key}-run", population=spec.allocation.population)
     setup = [
@@ -135,13 +140,13 @@ def plan(spec: ExperimentSpec) -> ExperimentPlan:
     ]
     ramp_steps = []
     for i, step in enumerate(spec.ramp):
-        args = AllocateTrafficArgs(flag_key=flag_key, group_id=key, exp_id=EXP_ID, split=split, exposure_rules=rules,
+        args = AllocateTrafficArgs(flag_key=key_of_flag, group_id=key, exp_id=EXP_ID, split=split, exposure_rules=rules,
                                    constraints=constraints, rollout_percent=step.percent, ramp_step=i)
         needs = ["done:register", "done:flag", "done:run"] if i == 0 else [f"done:allocate-{i - 1}"]
         ramp_steps.append(propose(key, f"allocate-{i}", ToolName.AllocateTraffic, args, [*needs, "state:running"]))
     setup.append(ramp_steps[0])
     return ExperimentPlan(
-        exp_key=key, flag_key=flag_key, spec_hash=spec_hash, policy_id=POLICY_ID, domain=spec.domain.value,
+        exp_key=key, flag_key=key_of_flag, spec_hash=spec_hash, policy_id=POLICY_ID, domain=spec.domain.value,
         arms=list(spec.arms), split=split, exposure_rules=rules, constraints=constraints,
         primary_metric=spec.primary_metric.name, guardrails=list(spec.guardrails), ramp=list(spec.ramp),
         guardrail_check_every=spec.schedule.guardrail_check_every, analysis_every=spec.schedule.analysis_every,

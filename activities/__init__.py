@@ -1,0 +1,1 @@
+"""The ten tools as Temporal activities: typed args in, a receipt out, exactly once in effect."""

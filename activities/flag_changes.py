@@ -1,0 +1,29 @@
+"""Flag changes with receipts, in one place: apply at most once per key, read back, compare.
+
+A step is done only when the provider returned a change id AND the post-state read back matches what was
+asked for (receipts.1). A mismatch (say someone edited the flag by hand) is never reported as success.
+"""
+
+from __future__ import annotations
+
+from abrollout.contracts.tools import ToolReceipt
+from abrollout.flag_eval import FlagState
+from adapters.protocols import FlagProvider
+
+
+async def apply_verified(flags: FlagProvider, flag_key: str, desired: FlagState, idempotency_key: str,
+                         reason: str) -> ToolReceipt:
+    existing = await flags.find_change(idempotency_key)
+    change = existing or await flags.apply(flag_key, desired, idempotency_key, reason)
+    observed = await flags.read(flag_key)
+    replayed = existing is not None
+    if observed != desired:
+        return ToolReceipt(tool="", ok=False, ref=change.change_id,
+                           message=f"read-back mismatch on {flag_key}: the flag does not serve what was applied",
+                           data={"expected": desired.model_dump(mode="json"),
+                                 "observed": observed.model_dump(mode="json") if observed else None,
+                                 "replayed": replayed})
+    return ToolReceipt(tool="", ok=True, ref=change.change_id,
+                       message=f"{reason}; read back and matched" + (" (already applied under this key)" if replayed
+                                                                       else ""),
+                       data={"read_back": observed.model_dump(mode="json"), "replayed": replayed})

@@ -1,0 +1,147 @@
+"""One activity per tool, each a few lines: call the adapter, check the receipt, return it.
+
+Idempotency lives in the adapters (each stores the key with its effect) and flag read-back lives in
+`activities.flag_changes`; the `tool` decorator adds what every tool shares: one structured log line,
+and the mapping of refusals and bad arguments to non-retryable errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from pydantic import ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from abrollout.contracts.tools import (
+    AllocateTrafficArgs,
+    CheckMetricsArgs,
+    CreateFlagArgs,
+    OpenTicketArgs,
+    PromoteVariantArgs,
+    RegisterExperimentArgs,
+    RollbackVariantArgs,
+    SnapshotDashboardArgs,
+    StartRunArgs,
+    StopRunArgs,
+    ToolCall,
+    ToolName,
+    ToolReceipt,
+)
+from abrollout.flag_plan import allocation_state, single_arm_state
+from activities.flag_changes import apply_verified
+from activities.metrics_check import run_check
+from adapters.dashboard_html import render_dashboard
+from adapters.protocols import Adapters, ConcurrencyRefused
+
+log = structlog.get_logger("abrollout.tools")
+ToolsT = TypeVar("ToolsT", bound="Tools")
+Method = Callable[[Any, Any], Awaitable[ToolReceipt]]
+
+
+def tool(name: ToolName) -> Callable[[Method], Method]:
+    """Register a method as the activity `name`, with the shared logging and error mapping."""
+
+    def decorate(method: Method) -> Method:
+        @functools.wraps(method)
+        async def run(self: Any, call: ToolCall[Any]) -> ToolReceipt:
+            experiment = call.idempotency_key.split(":", 1)[0]
+            try:
+                receipt = await method(self, call)
+            except ConcurrencyRefused as exc:
+                raise ApplicationError(str(exc), type="PolicyRefusal", non_retryable=True) from None
+            except LookupError as exc:  # a flag, experiment or run that does not exist: retrying cannot help
+                raise ApplicationError(str(exc), type="NotFound", non_retryable=True) from None
+            except ValidationError as exc:
+                raise ApplicationError(f"bad {name.value} args: {exc.error_count()} errors", type="BadToolArgs",
+                                       non_retryable=True) from None
+            receipt = receipt.model_copy(update={"tool": name.value, "step": call.step,
+                                                 "idempotency_key": call.idempotency_key})
+            log.info("tool", experiment=experiment, tool=name.value, step=call.step,
+                     idempotency_key=call.idempotency_key, ref=receipt.ref, ok=receipt.ok,
+                     attempt=activity.info().attempt)
+            return receipt
+
+        return activity.defn(name=name.value)(run)
+
+    return decorate
+
+
+class Tools:
+    """The ten tools over one set of adapters."""
+
+    def __init__(self, adapters: Adapters) -> None:
+        self.a = adapters
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.register_experiment, self.create_flag, self.start_run, self.allocate_traffic,
+                self.check_metrics, self.stop_run, self.promote_variant, self.rollback_variant,
+                self.snapshot_dashboard, self.open_ticket]
+
+    @tool(ToolName.RegisterExperiment)
+    async def register_experiment(self, call: ToolCall[RegisterExperimentArgs]) -> ToolReceipt:
+        args = call.args
+        if args.simulation is not None and not self.a.accelerated_clock_allowed:
+            raise ConcurrencyRefused("simulated traffic runs only on the embedded adapters [exp_policy.v5#clock.1]")
+        exp_id = await self.a.registry.register(args, call.idempotency_key)
+        return ToolReceipt(tool="", ok=True, ref=exp_id, message=f"registered {args.exp_key} ({args.policy_id})",
+                           data={"analysis": args.analysis.model_dump(mode="json")})
+
+    @tool(ToolName.CreateFlag)
+    async def create_flag(self, call: ToolCall[CreateFlagArgs]) -> ToolReceipt:
+        args = call.args
+        change = await self.a.flags.create_flag(args.flag_key, args.description, call.idempotency_key)
+        exists = await self.a.flags.read(args.flag_key) is not None
+        return ToolReceipt(tool="", ok=exists, ref=change.change_id,
+                           message="flag created and read back" if exists else "flag not found on read-back")
+
+    @tool(ToolName.StartRun)
+    async def start_run(self, call: ToolCall[StartRunArgs]) -> ToolReceipt:
+        args = call.args
+        run_id = await self.a.registry.start_run(args.exp_id, args.run_name, args.population, call.idempotency_key)
+        return ToolReceipt(tool="", ok=True, ref=run_id, message=f"run {args.run_name} started")
+
+    @tool(ToolName.AllocateTraffic)
+    async def allocate_traffic(self, call: ToolCall[AllocateTrafficArgs]) -> ToolReceipt:
+        args = call.args
+        reason = f"ramp step {args.ramp_step}: {args.rollout_percent:g}% exposure, split {args.split}"
+        return await apply_verified(self.a.flags, args.flag_key, allocation_state(args), call.idempotency_key,
+                                    reason)
+
+    @tool(ToolName.CheckMetrics)
+    async def check_metrics(self, call: ToolCall[CheckMetricsArgs]) -> ToolReceipt:
+        return await run_check(self.a.registry, self.a.metrics, call.args)
+
+    @tool(ToolName.StopRun)
+    async def stop_run(self, call: ToolCall[StopRunArgs]) -> ToolReceipt:
+        stop_id = await self.a.registry.stop_run(call.args.run_id, call.args.reason, call.idempotency_key)
+        return ToolReceipt(tool="", ok=True, ref=stop_id, message=f"run stopped: {call.args.reason}"[:500])
+
+    @tool(ToolName.PromoteVariant)
+    async def promote_variant(self, call: ToolCall[PromoteVariantArgs]) -> ToolReceipt:
+        args = call.args
+        current = await self.a.flags.read(args.flag_key)
+        return await apply_verified(self.a.flags, args.flag_key, single_arm_state(current, args.flag_key, args.variant),
+                                    call.idempotency_key, f"promote {args.variant}: {args.reason}")
+
+    @tool(ToolName.RollbackVariant)
+    async def rollback_variant(self, call: ToolCall[RollbackVariantArgs]) -> ToolReceipt:
+        args = call.args
+        current = await self.a.flags.read(args.flag_key)
+        return await apply_verified(self.a.flags, args.flag_key,
+                                    single_arm_state(current, args.flag_key, args.to_variant),
+                                    call.idempotency_key, f"rollback to {args.to_variant}: {args.reason}")
+
+    @tool(ToolName.SnapshotDashboard)
+    async def snapshot_dashboard(self, call: ToolCall[SnapshotDashboardArgs]) -> ToolReceipt:
+        args = call.args
+        dashboard_id = await self.a.dashboards.publish(render_dashboard(args.data), args.exp_key, args.label)
+        return ToolReceipt(tool="", ok=True, ref=dashboard_id, message=f"{args.label} snapshot of {args.exp_key}")
+
+    @tool(ToolName.OpenTicket)
+    async def open_ticket(self, call: ToolCall[OpenTicketArgs]) -> ToolReceipt:
+        ticket_id = await self.a.tickets.open(call.args, call.idempotency_key)
+        return ToolReceipt(tool="", ok=True, ref=ticket_id, message=f"{call.args.severity}: {call.args.title}")

@@ -1,0 +1,20 @@
+"""How a worker is assembled: the workflow and the ten tool activities over the chosen adapters. Shared by
+worker.py, the tests and the benchmarks so they all run the same thing."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.tools import Tools
+from adapters.protocols import Adapters
+from workflows.experiment import ExperimentWorkflow
+
+DEFAULT_TASK_QUEUE = "abrollout"
+
+
+def build_worker(client: Client, adapters: Adapters, task_queue: str = DEFAULT_TASK_QUEUE,
+                 max_concurrent_activities: int = 64) -> Worker:
+    """Activities are async (adapters do their blocking work in threads), so no activity executor is needed."""
+    return Worker(client, task_queue=task_queue, workflows=[ExperimentWorkflow], activities=Tools(adapters).all(),
+                  max_concurrent_activities=max_concurrent_activities)

@@ -1,0 +1,194 @@
+"""The embedded metrics store: per-arm statistics computed in SQL equal a brute-force count in Python."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from abrollout.verdicts import MetricStats
+from adapters.local_metrics import LocalMetrics
+from adapters.simulator import Exposures, MetricEvents, PrePeriod, Rows, simulate_hour
+from tests.test_simulator import flag_state, registered, simulation
+
+ARMS = ("control", "t1", "t2")  # t2 never gets a user
+EXP = "store-test"
+
+
+@dataclass(frozen=True)
+class Data:
+    """A small dataset as plain tuples: (user, arm, at_s), (user, metric, value, at_s), (user, metric, value)."""
+
+    exposures: list[tuple[str, str, int]]
+    events: list[tuple[str, str, float, int]]
+    pre: list[tuple[str, str, float]]
+
+    def rows(self) -> Rows:
+        return Rows(
+            exposures=Exposures(user_id=column(self.exposures, 0), arm=column(self.exposures, 1),
+                                at_s=column(self.exposures, 2, np.int32)),
+            metric_events=MetricEvents(user_id=column(self.events, 0), metric=column(self.events, 1),
+                                       value=column(self.events, 2, np.float64), at_s=column(self.events, 3, np.int32)),
+            pre_period=PrePeriod(user_id=column(self.pre, 0), metric=column(self.pre, 1),
+                                 value=column(self.pre, 2, np.float64)),
+        )
+
+
+def column(table: Sequence[tuple[Any, ...]], index: int, dtype: type = object) -> NDArray[Any]:
+    return np.array([row[index] for row in table], dtype=dtype)
+
+
+def random_data(seed: int = 3, users: int = 300) -> Data:
+    """Users in two arms, 0-3 events a metric at any time, values with 3 decimals (exact in micro-units), a
+    covariate for every user on `revenue` and for 90% on `clicks`, and users with events but no exposure."""
+    rng = np.random.default_rng(seed)
+    ids = [f"u{i}" for i in range(users)]
+    exposed = ids[: users - 20]
+    exposures = [(user, str(rng.choice(ARMS[:2])), int(rng.integers(0, 7200))) for user in exposed]
+    events = [
+        (user, metric, int(rng.integers(-5000, 5000)) / 1000, int(rng.integers(0, 7200)))
+        for user in ids for metric in ("revenue", "clicks") for _ in range(int(rng.integers(0, 4)))
+    ]
+    pre = [(user, "revenue", int(rng.integers(0, 9000)) / 1000) for user in exposed]
+    pre += [(user, "clicks", float(rng.integers(0, 5))) for user in exposed if rng.random() < 0.9]
+    return Data(exposures, events, pre)
+
+
+def brute_force(data: Data, metric: str, until: int) -> dict[str, MetricStats]:
+    """The definition, one user at a time."""
+    arm_of = {user: arm for user, arm, at_s in data.exposures if at_s <= until}
+    value: dict[str, float] = defaultdict(float)
+    for user, name, v, at_s in data.events:
+        if name == metric and at_s <= until:
+            value[user] += v
+    covariate = {user: v for user, name, v in data.pre if name == metric}
+    cuped = bool(covariate) and all(user in covariate for user in arm_of)
+    stats = {}
+    for arm in ARMS:
+        users = [user for user, a in arm_of.items() if a == arm]
+        ys = [value[user] for user in users]
+        xs = [covariate[user] for user in users] if cuped else []
+        pre = {"pre_sum": sum(xs), "pre_sum_sq": sum(x * x for x in xs),
+               "pre_sum_product": sum(x * y for x, y in zip(xs, ys, strict=True))} if cuped else {}
+        stats[arm] = MetricStats(n=len(users), sum=sum(ys), sum_sq=sum(y * y for y in ys), **pre)
+    return stats
+
+
+def loaded(tmp_path: Path, data: Data, exp_key: str = EXP) -> LocalMetrics:
+    metrics = LocalMetrics(tmp_path / "m.duckdb")
+    metrics.write_rows(exp_key, data.rows())
+    return metrics
+
+
+def assert_stats_equal(actual: MetricStats, expected: MetricStats) -> None:
+    assert actual.n == expected.n
+    for field in ("sum", "sum_sq", "pre_sum", "pre_sum_sq", "pre_sum_product"):
+        value = getattr(expected, field)
+        assert getattr(actual, field) == (None if value is None else pytest.approx(value, rel=1e-12, abs=1e-9))
+
+
+@pytest.mark.parametrize("until", [0, 1800, 3600, 7200])
+def test_statistics_equal_a_brute_force_count(tmp_path: Path, until: int) -> None:
+    data = random_data()
+    metrics = loaded(tmp_path, data)
+    metrics.write_rows("another-exp", data.rows())  # same users elsewhere: must not leak in
+    result = metrics.aggregate(EXP, ["revenue", "clicks"], until, ARMS)
+    for name in ("revenue", "clicks"):
+        expected = brute_force(data, name, until)
+        assert list(result.metrics[name]) == list(ARMS)
+        for arm in ARMS:
+            assert_stats_equal(result.metrics[name][arm], expected[arm])
+    assert result.assignments == {arm: expected[arm].n for arm in ARMS}
+    if until > 0:  # nobody is exposed at 0 yet
+        assert result.metrics["revenue"]["control"].pre_sum is not None  # every user has a covariate
+        assert result.metrics["clicks"]["control"].pre_sum is None  # 10% have none
+    in_window = [at_s for *_, at_s in data.exposures + data.events if at_s <= until]
+    assert result.freshest_event_seconds == (max(in_window) if in_window else None)
+
+
+def test_exposed_users_without_events_count_as_zero_and_late_rows_do_not_count(tmp_path: Path) -> None:
+    data = Data(
+        exposures=[("a", "control", 10), ("b", "control", 20), ("c", "control", 30), ("late", "control", 4000)],
+        events=[("a", "m", 2.0, 15), ("a", "m", 1.0, 3000), ("a", "m", 5.0, 3601), ("late", "m", 7.0, 100)],
+        pre=[],
+    )
+    stats = loaded(tmp_path, data).aggregate(EXP, ["m"], 3600).metrics["m"]["control"]
+    assert stats == MetricStats(n=3, sum=3.0, sum_sq=9.0)
+
+
+def test_sums_are_exact_whatever_the_order(tmp_path: Path) -> None:
+    data = Data(exposures=[("a", "control", 0), ("b", "control", 0)],
+                events=[("a", "m", 0.1, 0), ("a", "m", 0.2, 0), ("b", "m", 0.3, 0)], pre=[])
+    stats = loaded(tmp_path, data).aggregate(EXP, ["m"], 10).metrics["m"]["control"]
+    assert stats.sum == 0.6  # 0.1 + 0.2 + 0.3 is 0.6000000000000001 in floats
+    assert stats.sum_sq == 0.18
+
+
+def test_the_recorded_query_names_its_tables_and_reruns_as_it_stands(tmp_path: Path) -> None:
+    metrics = loaded(tmp_path, random_data(), exp_key="it's")  # a quote must not break the literal
+    result = metrics.aggregate("it's", ["revenue"], 3600)
+    query, freshness = result.queries
+    for table in ("exposures", "metric_events", "pre_period"):
+        assert table in query
+    with duckdb.connect(str(tmp_path / "m.duckdb")) as con:
+        rows = con.execute(query).fetchall()
+        assert {row[0]: row[1] for row in rows} == result.assignments
+        assert con.execute(freshness).fetchall() == [(result.freshest_event_seconds,)]
+
+
+async def test_snapshot_id_is_stable_and_follows_the_data(tmp_path: Path) -> None:
+    metrics = loaded(tmp_path, random_data())
+    exp = registered(arms=ARMS, exp_key=EXP)
+    first = await metrics.snapshot(exp, "run-1", 3600, ["revenue"])
+    again = await metrics.snapshot(exp, "run-1", 3600, ["revenue"])
+    assert first == again
+    assert first.snapshot_id.startswith("snap-") and len(first.snapshot_id) == 21
+    assert first.assignments["t2"] == 0 and first.metrics["revenue"]["t2"] == MetricStats(
+        n=0, sum=0.0, sum_sq=0.0, pre_sum=0.0, pre_sum_sq=0.0, pre_sum_product=0.0)
+    metrics.write_rows(EXP, Data(exposures=[], events=[("u0", "revenue", 1.0, 0)], pre=[]).rows())
+    assert (await metrics.snapshot(exp, "run-1", 3600, ["revenue"])).snapshot_id != first.snapshot_id
+
+
+async def test_without_a_flag_provider_nothing_is_simulated(tmp_path: Path) -> None:
+    metrics = LocalMetrics(tmp_path / "m.duckdb")
+    snapshot = await metrics.snapshot(registered(simulation()), "run-1", 7200, ["conv"])
+    assert snapshot.assignments == {"control": 0, "treatment": 0}
+    assert metrics.hours_done(registered().args.exp_key) == 0
+
+
+def test_an_hour_is_written_only_in_its_turn(tmp_path: Path) -> None:
+    metrics = LocalMetrics(tmp_path / "m.duckdb")
+    rows = Data(exposures=[("a", "control", 0)], events=[], pre=[]).rows()
+    assert metrics.write_hour(EXP, 1, rows) == 0  # hour 0 is not done yet: nothing written
+    assert metrics.write_hour(EXP, 0, rows) == 1
+    assert metrics.write_hour(EXP, 0, rows) == 1  # a retry of hour 0: nothing written
+    assert metrics.aggregate(EXP, [], 3600).assignments == {"control": 1}
+    with duckdb.connect(str(tmp_path / "m.duckdb")) as con:
+        assert con.execute("SELECT count(*) FROM exposures").fetchall() == [(1,)]
+
+
+def test_writers_racing_on_one_file_write_every_hour_once(tmp_path: Path) -> None:
+    stores = [LocalMetrics(tmp_path / "m.duckdb") for _ in range(2)]
+    hours = [simulate_hour(simulation(users_per_hour=200), flag_state(), hour) for hour in range(6)]
+
+    def write_all(metrics: LocalMetrics) -> None:
+        done = metrics.hours_done(EXP)
+        while done < len(hours):
+            try:
+                done = metrics.write_hour(EXP, done, hours[done])
+            except (duckdb.TransactionException, duckdb.ConstraintException):  # lost the race: nothing written
+                done = metrics.hours_done(EXP)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write_all, stores * 2))
+    with duckdb.connect(str(tmp_path / "m.duckdb")) as con:
+        [(rows, users)] = con.execute("SELECT count(*), count(DISTINCT user_id) FROM exposures").fetchall()
+    assert rows == users == sum(len(hour.exposures.user_id) for hour in hours)

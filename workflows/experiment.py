@@ -1,0 +1,357 @@
+"""ExperimentWorkflow: one experiment, from registration to a decision carried out with receipts.
+
+Reads like the runbook: register -> flag -> run -> allocate (ramp) -> snapshot -> loop {hourly guardrail
+check, daily analysis look} until a decision or the cap -> carry the decision out in policy order. Every
+tool call is a verified planner proposal; every result is a receipt in the history. Statistics run in the
+CheckMetrics activity; the workflow only applies the pure decision rule to the recorded verdicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ConfigDict
+
+    from abrollout.checks import assess_check
+    from abrollout.contracts.records import DecisionState, ReceiptRecord
+    from abrollout.contracts.report import Report
+    from abrollout.contracts.spec import ExperimentSpec
+    from abrollout.contracts.tools import ToolName, ToolProposal, ToolReceipt
+    from abrollout.control import (
+        AlertRequest,
+        AllocationChange,
+        PromoteRequest,
+        Refused,
+        StopRequest,
+        check_allocation_change,
+        check_promote,
+        check_stop,
+    )
+    from abrollout.planner import (
+        check_proposal,
+        closing_proposals,
+        plan,
+        snapshot_proposal,
+        ticket_proposal,
+        without_payload,
+    )
+    from abrollout.policy import PARAMS, cite
+    from abrollout.report import dashboard_data, render
+    from abrollout.run_state import Command, RunState
+    from abrollout.verify import resolve_args, verify
+    from workflows.search_attributes import EXPERIMENT_STATE
+
+NON_RETRYABLE = ["BadToolArgs", "PolicyRefusal", "NotFound"]
+TOOL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                         maximum_interval=timedelta(seconds=30), maximum_attempts=8,
+                         non_retryable_error_types=NON_RETRYABLE)
+TOOL_TIMEOUT = timedelta(seconds=60)
+CHECK_TIMEOUT = timedelta(minutes=5)
+DUE_TOLERANCE = 0.5  # experiment seconds: float slack when comparing the clock with a due time
+
+
+class ExperimentInput(BaseModel):
+    """The validated, normalised spec; `state` is set only when the workflow continues as new."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: ExperimentSpec
+    state: RunState | None = None
+    max_history_events: int | None = None  # test hook: continue as new earlier than the server suggests
+
+
+def workflow_id(exp_key: str) -> str:
+    return f"exp-{exp_key}"
+
+
+@workflow.defn
+class ExperimentWorkflow:
+    @workflow.init
+    def __init__(self, inp: ExperimentInput) -> None:
+        self.s = inp.state or RunState(spec=inp.spec, plan=plan(inp.spec))
+        self.max_history_events = inp.max_history_events
+
+    # ---- queries -------------------------------------------------------------------------------------
+    @workflow.query
+    def report(self) -> Report:
+        return render(self.s)
+
+    @workflow.query
+    def receipts(self) -> list[ReceiptRecord]:
+        return self.s.receipts
+
+    # ---- signals: fire and forget (UI, CLI); invalid ones are logged and ignored ------------------------
+    @workflow.signal
+    def stop(self, request: StopRequest) -> None:
+        self._enqueue_if_allowed(lambda: check_stop(self.s, request),
+                                 Command(kind="stop", reason=request.reason, source="signal"))
+
+    @workflow.signal
+    def promote(self, request: PromoteRequest) -> None:
+        self._enqueue_if_allowed(lambda: check_promote(self.s, request),
+                                 Command(kind="promote", arm=request.variant, reason=request.reason,
+                                         source="signal"))
+
+    @workflow.signal
+    def alert(self, request: AlertRequest) -> None:
+        if self.s.state is DecisionState.running and self.s.started_at is not None and not self.s.closing:
+            self.s.commands.append(Command(kind="alert", reason=request.reason, source=request.source))
+
+    # ---- updates: the same, for callers who need an answer; validators write nothing to history ---------
+    @workflow.update
+    async def request_stop(self, request: StopRequest) -> Report:
+        return await self._run_command(Command(kind="stop", reason=request.reason, source="update"))
+
+    @request_stop.validator
+    def _validate_stop(self, request: StopRequest) -> None:
+        _refuse_on(lambda: check_stop(self.s, request))
+
+    @workflow.update
+    async def request_promote(self, request: PromoteRequest) -> Report:
+        return await self._run_command(Command(kind="promote", arm=request.variant, reason=request.reason,
+                                               source="update"))
+
+    @request_promote.validator
+    def _validate_promote(self, request: PromoteRequest) -> None:
+        _refuse_on(lambda: check_promote(self.s, request))
+
+    @workflow.update
+    async def change_allocation(self, request: AllocationChange) -> Report:
+        step = check_allocation_change(self.s, request)
+        return await self._run_command(Command(kind="advance_ramp", reason=f"{request.reason} (step {step})",
+                                               source="update"))
+
+    @change_allocation.validator
+    def _validate_allocation(self, request: AllocationChange) -> None:
+        _refuse_on(lambda: check_allocation_change(self.s, request))
+
+    # ---- the runbook -------------------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: ExperimentInput) -> Report:
+        if self.s.started_at is None and not self.s.closing:
+            await self._set_up()
+        while not self.s.finished:
+            if self.s.state is not DecisionState.running:
+                await self._close()
+                break
+            await self._wait_for_next_event()
+            await self._handle_commands()
+            if self.s.state is DecisionState.running and not self.s.closing:
+                await self._run_due_checks()
+                await self._apply_due_ramp_steps()
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self.s.continued += 1
+                workflow.continue_as_new(ExperimentInput(spec=self.s.spec, state=self.s,
+                                                         max_history_events=self.max_history_events))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return render(self.s)
+
+    async def _set_up(self) -> None:
+        for proposal in self.s.plan.setup:
+            receipt = await self._execute(proposal)
+            if receipt.ok:
+                continue
+            if proposal.step == "register":
+                raise ApplicationError(f"refused: {receipt.message}", type="PolicyRefusal", non_retryable=True)
+            self.s.decide(DecisionState.rollback, f"set-up step {proposal.step} failed: {receipt.message}",
+                          [cite("receipts.1")])
+            return
+        self.s.started_at = workflow.now()
+        self.s.ramp_applied = 0
+        await self._snapshot("snapshot-start", "start")
+        self._show_details()
+
+    # ---- time ------------------------------------------------------------------------------------------
+    def _experiment_seconds(self) -> float:
+        assert self.s.started_at is not None
+        elapsed = (workflow.now() - self.s.started_at).total_seconds()
+        return elapsed * 3600.0 / self.s.plan.hour_seconds
+
+    def _next_due(self) -> int:
+        plan = self.s.plan
+        due = min((self.s.guardrail_checks + 1) * plan.guardrail_check_every, plan.max_duration_seconds)
+        next_ramp = self.s.ramp_applied + 1
+        if next_ramp < len(plan.ramp):
+            due = min(due, plan.ramp[next_ramp].at)
+        return due
+
+    async def _wait_for_next_event(self) -> None:
+        if self.s.commands:
+            return
+        remaining = (self._next_due() - self._experiment_seconds()) * self.s.plan.hour_seconds / 3600.0
+        remaining = math.ceil(remaining * 1000) / 1000  # whole ms, so a timer never fires a hair early
+        if remaining <= 0:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(lambda: bool(self.s.commands), timeout=timedelta(seconds=remaining),
+                                          timeout_summary=f"next check at {self._next_due() // 3600}h")
+
+    # ---- checks and decisions ------------------------------------------------------------------------------
+    async def _run_due_checks(self) -> None:
+        plan = self.s.plan
+        while self.s.state is DecisionState.running:
+            at = (self.s.guardrail_checks + 1) * plan.guardrail_check_every
+            if at > plan.max_duration_seconds or at > self._experiment_seconds() + DUE_TOLERANCE:
+                return
+            self.s.guardrail_checks += 1
+            if at % plan.analysis_every == 0:
+                await self._check(at, "analysis", at // plan.analysis_every)
+            else:
+                await self._check(at, "guardrail", self.s.guardrail_checks)
+
+    async def _check(self, at: int, kind: str, index: int, step: str | None = None) -> None:
+        plan = self.s.plan
+        analysis = kind == "analysis"
+        prior = self.s.prior_look_sizes() if analysis else None
+        receipt = await self._execute(check_proposal(plan, kind, index, at, step=step, prior_look_sizes=prior))
+        at_cap = analysis and at >= plan.max_duration_seconds
+        assessment = assess_check(self.s, kind, index, at, receipt, at_cap=at_cap)
+        self.s.checkpoints.append(assessment.checkpoint)
+        if analysis:
+            self.s.looks = index
+        self.s.breaches = assessment.checkpoint.breaches
+        self.s.no_data_streak = self.s.no_data_streak + 1 if assessment.checkpoint.no_data else 0
+        if assessment.state is not DecisionState.running:
+            self.s.decide(assessment.state, assessment.rationale, assessment.citations, assessment.arm)
+            self.s.decision_receipts = [receipt.ref]
+        else:
+            self.s.rationale = assessment.rationale
+            if self.s.no_data_streak == PARAMS.no_data_grace_checks:
+                await self._no_data_ticket(assessment.rationale)
+        self._show_details()
+
+    async def _no_data_ticket(self, rationale: str) -> None:
+        step = f"ticket-no-data-{len(self.s.checkpoints)}"
+        title = f"No metrics data: {self.s.plan.exp_key}"
+        await self._execute(ticket_proposal(self.s.plan, step, title, f"{rationale} [{cite('data.1')}]", "medium"))
+
+    async def _apply_due_ramp_steps(self) -> None:
+        plan = self.s.plan
+        while self.s.state is DecisionState.running:
+            step = self.s.ramp_applied + 1
+            if step >= len(plan.ramp) or plan.ramp[step].at > self._experiment_seconds() + DUE_TOLERANCE:
+                return
+            await self._apply_ramp_step(step)
+
+    async def _apply_ramp_step(self, step: int) -> None:
+        receipt = await self._execute(self.s.plan.ramp_steps[step - 1])
+        if receipt.ok:
+            self.s.ramp_applied = step
+            return
+        self.s.decide(DecisionState.guardrail_stop, f"ramp step {step} could not be verified: {receipt.message}",
+                      [cite("receipts.1"), cite("guardrail.4")])
+
+    # ---- manual commands ---------------------------------------------------------------------------------
+    async def _run_command(self, command: Command) -> Report:
+        """Queue the command and answer once it took effect: a stop or promote once it was carried out."""
+        self.s.commands.append(command)
+        handled_before = self.s.handled_commands + len(self.s.commands)
+        if command.kind in ("stop", "promote"):
+            await workflow.wait_condition(lambda: self.s.finished)
+        else:
+            await workflow.wait_condition(lambda: self.s.handled_commands >= handled_before or self.s.finished)
+        return render(self.s)
+
+    def _enqueue_if_allowed(self, check: Callable[[], object], command: Command) -> None:
+        try:
+            check()
+        except Refused as exc:
+            workflow.logger.warning("signal ignored: %s", exc)
+            return
+        self.s.commands.append(command)
+
+    async def _handle_commands(self) -> None:
+        while self.s.commands and self.s.state is DecisionState.running and not self.s.closing:
+            command = self.s.commands[0]
+            if command.kind == "stop":
+                self.s.decide(DecisionState.rollback, f"manual stop: {command.reason}", [cite("manual.1")])
+            elif command.kind == "promote":
+                self.s.decide(DecisionState.promote, f"manual promote of {command.arm}: {command.reason}",
+                              [cite("manual.2")], command.arm)
+            elif command.kind == "alert":
+                index = len(self.s.checkpoints)
+                await self._check(int(self._experiment_seconds()), "guardrail", index, step=f"check-alert-{index}")
+            else:
+                await self._apply_ramp_step(self.s.ramp_applied + 1)
+            self.s.commands.pop(0)
+            self.s.handled_commands += 1
+        if self.s.state is not DecisionState.running:
+            self.s.commands.clear()
+
+    async def _close(self) -> None:
+        """Carry out the decision in policy order, then snapshot the final state."""
+        self.s.closing = True
+        workflow.upsert_search_attributes([EXPERIMENT_STATE.value_set(self.s.state.value)])
+        severity = PARAMS.severity_srm if "srm" in self.s.breaches else PARAMS.severity_guardrail_stop
+        proposals = closing_proposals(self.s.plan, self.s.state, self.s.rationale, arm=self.s.decided_arm,
+                                      severity=severity)
+        for proposal in proposals:
+            receipt = await self._execute(proposal)
+            self.s.decision_receipts.append(receipt.ref)
+        await self._snapshot("snapshot-final", self.s.state.value)
+        self.s.finished = True
+        self.s.closing = False
+        self._show_details()
+
+    # ---- tools -------------------------------------------------------------------------------------------
+    async def _snapshot(self, step: str, label: str) -> None:
+        receipt = await self._execute(snapshot_proposal(self.s.plan, step, dashboard_data(self.s, label)))
+        if receipt.ok:
+            self.s.dashboards.append(receipt.ref)
+
+    async def _execute(self, proposal: ToolProposal) -> ToolReceipt:
+        """Verify, then run the tool; a blocked or failed proposal is recorded with ok=false and the reason."""
+        if proposal not in self.s.plan.setup and proposal not in self.s.plan.ramp_steps:
+            self.s.proposals.append(without_payload(proposal))
+        blocked = verify(proposal, self.s.refs, self.s.state.value, bool(self.s.breaches))
+        if blocked:
+            receipt = ToolReceipt(tool=proposal.name, ok=False, ref="blocked", message=blocked, step=proposal.step,
+                                  idempotency_key=proposal.idempotency_key)
+            self.s.record(proposal, receipt)
+            return receipt
+        call = {"step": proposal.step, "idempotency_key": proposal.idempotency_key,
+                "args": resolve_args(proposal.args, self.s.refs)}
+        try:
+            receipt = await workflow.execute_activity(
+                proposal.name, call, result_type=ToolReceipt, retry_policy=TOOL_RETRY,
+                start_to_close_timeout=CHECK_TIMEOUT if proposal.name == ToolName.CheckMetrics else TOOL_TIMEOUT,
+                summary=f"{proposal.step}: {proposal.name}")
+        except ActivityError as exc:
+            cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause or exc)
+            receipt = ToolReceipt(tool=proposal.name, ok=False, ref="failed", message=cause, step=proposal.step,
+                                  idempotency_key=proposal.idempotency_key)
+        self.s.record(proposal, receipt)
+        return receipt
+
+    # ---- bookkeeping -------------------------------------------------------------------------------------
+    def _should_continue_as_new(self) -> bool:
+        if self.s.finished or self.s.closing or self.s.commands:
+            return False
+        info = workflow.info()
+        if self.max_history_events is not None and info.get_current_history_length() >= self.max_history_events:
+            return True
+        return info.is_continue_as_new_suggested()
+
+    def _show_details(self) -> None:
+        last = self.s.checkpoints[-1].summary if self.s.checkpoints else "no checks yet"
+        workflow.set_current_details(
+            f"**{self.s.state.value}** — {self.s.rationale}\n\nexposure {self.s.exposure_percent:g}% · "
+            f"{self.s.guardrail_checks} guardrail checks · look {self.s.looks}/{self.s.plan.planned_looks}\n\n"
+            f"latest: {last}")
+
+
+def _refuse_on(check: Callable[[], object]) -> None:
+    try:
+        check()
+    except Refused as exc:
+        raise ApplicationError(str(exc), type="PolicyRefusal", non_retryable=True) from None
