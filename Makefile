@@ -4,11 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint test demo bench bench-stats clean
+.PHONY: help venv lint test demo server worker bench bench-stats clean
 
 help:
 	@echo "make demo         run the main job on the embedded defaults"
 	@echo "make test         lint (ruff, mypy) and run the tests; creates $(VENV) itself"
+	@echo "make server       run the Temporal dev server with its Web UI (foreground)"
+	@echo "make worker       run a worker against TEMPORAL_ADDRESS (foreground)"
 	@echo "make bench        run the benchmarks (ratios against baselines measured in the same run)"
 	@echo "make bench-stats  the statistics benchmark only"
 
@@ -28,9 +30,13 @@ test: lint
 	$(BIN)/pytest -q
 
 demo: venv
-	@for spec in examples/*.yaml; do \
-		echo "== $$spec"; $(BIN)/python starter.py validate $$spec || exit $$?; echo; \
-	done
+	$(BIN)/python -m cli.demo
+
+server: venv
+	$(BIN)/python -m cli.devserver
+
+worker: venv
+	$(BIN)/python worker.py
 
 bench-stats: venv
 	$(BIN)/python -m bench.stats_bench

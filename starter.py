@@ -1,8 +1,7 @@
 """Start, steer and inspect experiments: `python starter.py --help`."""
 
-import sys
-
+from cli.exits import exit_process
 from cli.main import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtri
 
+from abrollout.policy import PARAMS
 from abrollout.stats import always_valid
 from abrollout.stats.boundaries import Spending, efficacy_bounds, information_fractions
 from abrollout.stats.effects import Comparison, compare, effective_size
@@ -46,8 +47,8 @@ MDE_RELATIVE = 0.05
 PROMOTE_FLOOR = 0.5
 GROWTHBOOK_N_STAR = 5000.0
 TIME_ANCHOR_HOURS = 16.0
-OURS = Spending("hwang_shih_decani", -4.0)
-POLICY_V5 = Spending("lan_demets_obrien_fleming")
+OURS = Spending(PARAMS.spending_function, PARAMS.spending_parameter)  # the policy's design (exp_policy.v5)
+OBRIEN_FLEMING = Spending("lan_demets_obrien_fleming")  # the classic alternative, for comparison
 EFFECTS = ("A/A", "MDE", "2xMDE", "p80")
 
 
@@ -193,8 +194,8 @@ PRIMARY_RULES: tuple[tuple[str, Rule], ...] = (
     ("mSPRT tau=MDE", msprt_tau_mde(ALPHA)),
     ("GrowthBook CS N*=5000", growthbook(ALPHA)),
     ("fixed horizon (1 look)", fixed(Z_TWO_SIDED)),
-    ("ours GS HSD(gamma=-4)", group_sequential(OURS)),
-    ("ours GS OBF (policy v5 default)", group_sequential(POLICY_V5)),
+    ("ours GS HSD(gamma=-4), policy v5", group_sequential(OURS)),
+    ("GS O'Brien-Fleming (alternative)", group_sequential(OBRIEN_FLEMING)),
     ("ours HSD + decision.2 floor", group_sequential(OURS, floor=True)),
 )
 GUARDRAIL_RULES: tuple[tuple[str, Rule], ...] = (

