@@ -39,7 +39,8 @@ def _summary(state: RunState) -> str:
     plan = state.plan
     last = state.checkpoints[-1].summary if state.checkpoints else "no checks yet"
     arms = ", ".join(f"{arm} {share:g}%" for arm, share in plan.split.items())
-    text = (f"{plan.exp_key} ({plan.domain}) is {state.state.value}: {state.rationale} "
+    rationale = state.rationale.rstrip(". ") + "."
+    text = (f"{plan.exp_key} ({plan.domain}) is {state.state.value}: {rationale} "
             f"Arms {arms} at {state.exposure_percent:g}% exposure; primary {plan.primary_metric}, "
             f"MDE {state.spec.mde.describe()}; {state.guardrail_checks} guardrail checks and {state.looks} of "
             f"{plan.planned_looks} analysis looks so far. Latest: {last}")
