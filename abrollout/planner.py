@@ -70,7 +70,7 @@ class ExperimentPlan(BaseModel):
 def propose(exp_key: str, step: str, tool: ToolName, args: ToolArgs, preconditions: list[str]) -> ToolProposal:
     """A proposal whose key hashes the args as written (placeholders included)."""
     body = args.model_dump(mode="json")
-    return ToolProposal(name=tool.value, step=step, args=body, preconditions=preconditions,
+    return ToolProposal(name=tool, step=step, args=body, preconditions=preconditions,
                         idempotency_key=idempotency_key(exp_key, step, {"tool": tool.value, "args": body}))
 
 
@@ -127,7 +127,8 @@ def plan(spec: ExperimentSpec) -> ExperimentPlan:
         goal=spec.primary_metric.goal.value, metrics=list(dict.fromkeys(metrics)), guardrails=spec.guardrails,
         hypothesis=spec.hypothesis, mde=spec.mde, arms=list(spec.arms), max_duration_days=spec.max_duration_days,
         max_concurrent=spec.max_concurrent, guardrail_check_every_seconds=spec.schedule.guardrail_check_every,
-        analysis_every_seconds=spec.schedule.analysis_every, planned_looks=looks,
+        analysis_every_seconds=spec.schedule.analysis_every, hour_seconds=spec.schedule.hour_seconds,
+        planned_looks=looks,
         decision_rule=_decision_rule(spec), analysis=analysis, policy_id=POLICY_ID, spec_hash=spec_hash,
         simulation=spec.simulation)
     flag = CreateFlagArgs(flag_key=key_of_flag, group_id=key, variants=list(spec.arms),
@@ -185,7 +186,7 @@ def snapshot_proposal(p: ExperimentPlan, step: str, data: DashboardData) -> Tool
 def without_payload(proposal: ToolProposal) -> ToolProposal:
     """The proposal as kept in the run state: a dashboard's data is replaced by its digest (the full data is
     in the activity's input in the history), so the state stays small across continue-as-new."""
-    if proposal.name != ToolName.SnapshotDashboard.value:
+    if proposal.name is not ToolName.SnapshotDashboard:
         return proposal
     return proposal.model_copy(update={"args": {**proposal.args, "data": {"digest": digest(proposal.args["data"])}}})
 

@@ -32,6 +32,7 @@ from abrollout.contracts.tools import (
     ToolReceipt,
 )
 from abrollout.flag_plan import allocation_state, single_arm_state
+from abrollout.policy import cite
 from activities.flag_changes import apply_verified
 from activities.metrics_check import run_check
 from adapters.dashboard_html import render_dashboard
@@ -84,8 +85,9 @@ class Tools:
     @tool(ToolName.RegisterExperiment)
     async def register_experiment(self, call: ToolCall[RegisterExperimentArgs]) -> ToolReceipt:
         args = call.args
-        if args.simulation is not None and not self.a.accelerated_clock_allowed:
-            raise ConcurrencyRefused("simulated traffic runs only on the embedded adapters [exp_policy.v5#clock.1]")
+        if (args.simulation is not None or args.hour_seconds < 3600) and not self.a.accelerated_clock_allowed:
+            raise ConcurrencyRefused("an accelerated clock and simulated traffic run only on the embedded adapters "
+                                     f"[{cite('clock.1')}]")
         exp_id = await self.a.registry.register(args, call.idempotency_key)
         return ToolReceipt(tool="", ok=True, ref=exp_id, message=f"registered {args.exp_key} ({args.policy_id})",
                            data={"analysis": args.analysis.model_dump(mode="json")})

@@ -213,7 +213,8 @@ async def follow(handle: ExperimentHandle, quiet_checks: bool) -> int:
         if checkpoints and len(report.receipts) != last_check:
             last_check = len(report.receipts)
             print(f"[{report.decision.state.value}] " + " | ".join(
-                line.strip() for line in render.checkpoint_lines(checkpoints[-1])[:3]), flush=True)
+                line.strip() for line in render.checkpoint_lines(checkpoints[-1], report.registration.guardrails)[:4]),
+                flush=True)
         status = (await handle.describe()).status
         if status != WorkflowExecutionStatus.RUNNING:
             return await _final(handle, status)

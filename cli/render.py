@@ -58,8 +58,10 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2%}"
 
 
-def checkpoint_lines(checkpoint: Checkpoint) -> list[str]:
-    """The latest check as a person reads it: effect with its interval, guardrails against thresholds."""
+def checkpoint_lines(checkpoint: Checkpoint, conditions: list[str] | None = None) -> list[str]:
+    """The latest check as a person reads it: effect with its interval, guardrails against thresholds
+    (`conditions` are the must-hold conditions, `name < threshold`, from the registration)."""
+    must_hold = {c.split(" ", 1)[0]: c.split(" ", 1)[1] for c in conditions or [] if " " in c}
     lines = [f"  latest check: {checkpoint.kind} {checkpoint.index} at {checkpoint.at_hours:g}h -> "
              f"{checkpoint.state.value}"]
     for arm, effect in checkpoint.effects.items():
@@ -68,7 +70,8 @@ def checkpoint_lines(checkpoint: Checkpoint) -> list[str]:
     for name, values in checkpoint.guardrails.items():
         shown = ", ".join(f"{arm} {value:.4g}" for arm, value in values.items())
         mark = "BREACH" if name in checkpoint.breaches else "ok"
-        lines.append(f"  guardrail {name}: {shown} [{mark}]")
+        condition = f"; must stay {must_hold[name]}" if name in must_hold else ""
+        lines.append(f"  guardrail {name}: {shown}{condition} [{mark}]")
     if checkpoint.srm_p is not None:
         lines.append(f"  SRM p={checkpoint.srm_p:.3g}" + (" [BREACH]" if "srm" in checkpoint.breaches else ""))
     return lines
@@ -81,7 +84,7 @@ def status_text(report: Report) -> str:
              f"  exposure {a.exposure_percent:g}% of eligible users; split "
              + ", ".join(f"{arm} {share:g}%" for arm, share in a.traffic_split.items())]
     if report.monitoring.checkpoints:
-        lines += checkpoint_lines(report.monitoring.checkpoints[-1])
+        lines += checkpoint_lines(report.monitoring.checkpoints[-1], report.registration.guardrails)
     lines.append(f"  receipts: {len(report.receipts)} tool calls, "
                  f"{sum(not r.ok for r in report.receipts)} not ok")
     return "\n".join(lines)

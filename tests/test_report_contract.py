@@ -21,7 +21,7 @@ def _report(summary: str) -> Report:
     return Report(
         summary=summary,
         registration=Registration(exp_id=None, exp_key="k", primary_metric="m", metrics=["m"], hypothesis="h",
-                                  mde="5% relative", policy="exp_policy.v5", spec_hash="x"),
+                                  guardrails=["m < 1"], mde="5% relative", policy="exp_policy.v5", spec_hash="x"),
         allocation=AllocationReport(arms=["control", "t"], traffic_split={"control": 50, "t": 50},
                                     exposure_rules=[], population="all_users", exposure_percent=0),
         monitoring=Monitoring(run_id=None, dashboards=[], checkpoints=[]),

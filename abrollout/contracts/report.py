@@ -32,6 +32,7 @@ class Registration(ReportModel):
     primary_metric: str
     metrics: list[str]
     hypothesis: str
+    guardrails: list[str] = Field(description="Each guardrail's must-hold condition, e.g. `latency_p95 < 2.5`.")
     mde: str
     policy: str
     spec_hash: str

@@ -56,6 +56,7 @@ class RegisterExperimentArgs(ToolArgs):
     max_concurrent: int
     guardrail_check_every_seconds: int
     analysis_every_seconds: int
+    hour_seconds: float = Field(description="Real seconds per experiment hour; < 3600 only on embedded adapters.")
     planned_looks: int
     decision_rule: Text
     analysis: AnalysisPlan
@@ -154,7 +155,7 @@ class ToolProposal(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    name: ToolName = Field(description="One of the ten tools.")
     step: str
     args: dict[str, Any]
     preconditions: list[str]
