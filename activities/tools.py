@@ -141,7 +141,10 @@ class Tools:
     async def snapshot_dashboard(self, call: ToolCall[SnapshotDashboardArgs]) -> ToolReceipt:
         args = call.args
         dashboard_id = await self.a.dashboards.publish(render_dashboard(args.data), args.exp_key, args.label)
-        return ToolReceipt(tool="", ok=True, ref=dashboard_id, message=f"{args.label} snapshot of {args.exp_key}")
+        tsdb = await self.a.tsdb.tsdb_snapshot() if self.a.tsdb is not None else None
+        return ToolReceipt(tool="", ok=True, ref=dashboard_id, message=f"{args.label} snapshot of {args.exp_key}"
+                           + (f"; metrics TSDB snapshot {tsdb}" if tsdb else ""),
+                           data={"tsdb_snapshot": tsdb} if tsdb else None)
 
     @tool(ToolName.OpenTicket)
     async def open_ticket(self, call: ToolCall[OpenTicketArgs]) -> ToolReceipt:

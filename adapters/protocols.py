@@ -15,6 +15,11 @@ from abrollout.flag_eval import FlagState
 from abrollout.verdicts import MetricStats
 
 
+class AdapterConfigError(RuntimeError):
+    """An adapter's configuration is wrong or its system unreachable; raised at worker start, never mid-run.
+    The message names the setting and the fix, and never contains a secret."""
+
+
 class ConcurrencyRefused(Exception):
     """Registering would exceed max_concurrent running experiments in the domain (concurrency.1)."""
 
@@ -108,6 +113,12 @@ class TicketSystem(Protocol):
         ...
 
 
+class TsdbSnapshots(Protocol):
+    """A metrics system that can snapshot its storage, recorded beside each dashboard snapshot."""
+
+    async def tsdb_snapshot(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Adapters:
     """The adapters one worker uses, chosen by configuration."""
@@ -118,3 +129,4 @@ class Adapters:
     dashboards: DashboardStore
     tickets: TicketSystem
     accelerated_clock_allowed: bool = True
+    tsdb: TsdbSnapshots | None = None

@@ -7,17 +7,18 @@ import asyncio
 import os
 import signal
 import sys
+from contextlib import AsyncExitStack
 
 import structlog
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from adapters.local import local_adapters
-from adapters.protocols import Adapters
+from adapters.config import WorkerConfig, build_adapters, config_path, load_config, load_secrets
+from adapters.protocols import AdapterConfigError, Adapters
 from cli import logs
 from cli.connect import CONNECT_TIMEOUT_SECONDS
-from cli.exits import RUNTIME_FAILURE
+from cli.exits import BAD_INPUT, RUNTIME_FAILURE
 from cli.settings import Settings, settings
 from cli.worker_setup import build_worker
 
@@ -44,7 +45,7 @@ def describe(adapters: Adapters) -> dict[str, str]:
                                   ("tickets", adapters.tickets))}
 
 
-async def serve(s: Settings, metrics_address: str) -> int:
+async def serve(s: Settings, metrics_address: str, config: WorkerConfig) -> int:
     runtime = _runtime(metrics_address)
     try:
         client = await asyncio.wait_for(Client.connect(s.address, namespace=s.namespace, runtime=runtime,
@@ -54,17 +55,22 @@ async def serve(s: Settings, metrics_address: str) -> int:
         log.error("cannot reach Temporal", address=s.address, error=" ".join(str(exc).split())[:200],
                   fix="start a local server with `make server` or set TEMPORAL_ADDRESS")
         return RUNTIME_FAILURE
-    adapters = local_adapters(s.data_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with build_worker(client, adapters, task_queue=s.task_queue):
-        log.info("worker started", address=s.address, namespace=s.namespace, task_queue=s.task_queue,
-                 data_dir=str(s.data_dir), metrics=metrics_address if runtime else "off", pid=os.getpid(),
-                 adapters=describe(adapters))
-        await stop.wait()
-        log.info("worker stopping: finishing activities in flight")
+    async with AsyncExitStack() as stack:
+        try:
+            adapters = await build_adapters(config, s.data_dir, load_secrets(os.environ), stack)
+        except AdapterConfigError as exc:
+            log.error("adapter configuration", error=str(exc))
+            return RUNTIME_FAILURE
+        async with build_worker(client, adapters, task_queue=s.task_queue):
+            log.info("worker started", address=s.address, namespace=s.namespace, task_queue=s.task_queue,
+                     data_dir=str(s.data_dir), metrics=metrics_address if runtime else "off", pid=os.getpid(),
+                     adapters=describe(adapters), simulation=adapters.accelerated_clock_allowed)
+            await stop.wait()
+            log.info("worker stopping: finishing activities in flight")
     log.info("worker stopped")
     return 0
 
@@ -76,11 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", help="Temporal namespace (env TEMPORAL_NAMESPACE)")
     parser.add_argument("--task-queue", help="task queue (env ABROLLOUT_TASK_QUEUE)")
     parser.add_argument("--data-dir", help="embedded adapters' files (env ABROLLOUT_DATA_DIR, default .abrollout)")
+    parser.add_argument("--config", help="adapter configuration, TOML (env ABROLLOUT_CONFIG; default: all embedded)")
     parser.add_argument("--metrics", default=os.environ.get("ABROLLOUT_METRICS", DEFAULT_METRICS),
                         help="host:port for the SDK's Prometheus metrics, or 'off' (env ABROLLOUT_METRICS)")
     args = parser.parse_args(argv)
     logs.configure()
-    return asyncio.run(serve(settings(args.address, args.namespace, args.task_queue, args.data_dir), args.metrics))
+    try:
+        config = load_config(config_path(args.config))
+    except AdapterConfigError as exc:
+        log.error("configuration", error=str(exc))
+        return BAD_INPUT
+    s = settings(args.address, args.namespace, args.task_queue, args.data_dir)
+    return asyncio.run(serve(s, args.metrics, config))
 
 
 if __name__ == "__main__":

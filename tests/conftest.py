@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tests.servers.postgres import Postgres
+from tests.servers.postgres import start as start_postgres
 
 BASE_SPEC: dict[str, Any] = {
     "name": "ui-test-exp",
@@ -22,3 +26,11 @@ BASE_SPEC: dict[str, Any] = {
 @pytest.fixture
 def raw_spec() -> dict[str, Any]:
     return copy.deepcopy(BASE_SPEC)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL for the session's integration tests; each test creates its own database."""
+    server = start_postgres()
+    yield server
+    server.stop()

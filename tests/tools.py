@@ -26,7 +26,7 @@ def _apt_get(args: list[str], deadline: float) -> subprocess.CompletedProcess[st
 
 
 @functools.cache
-def _apt_install(package: str) -> str:
+def apt_install(package: str) -> str:
     """Install a Debian package; returns '' on success, else why not. Cached: one attempt per package and session."""
     if shutil.which("apt-get") is None:
         return "no apt-get"
@@ -51,7 +51,7 @@ def system_tool(name: str, debian_package: str, how: str) -> str:
     neither works."""
     found = shutil.which(name)
     if found is None:
-        problem = _apt_install(debian_package)
+        problem = apt_install(debian_package)
         found = shutil.which(name)
         if found is None:
             pytest.skip(f"{name} not available ({problem or f'{debian_package} has no {name}'}): {how}")

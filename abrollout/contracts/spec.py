@@ -121,6 +121,11 @@ class Guardrail(Strict):
         default=None,
         description="Non-inferiority margin: stop when a treatment is worse than control by more than this.",
     )
+    query: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)] | None = Field(
+        default=None,
+        description="PromQL for an operational guardrail, evaluated by the Prometheus adapter: one series per arm "
+        "with an `arm` label; `$experiment` and `$window` are filled in.",
+    )
 
     def holds(self, observed: float) -> bool:
         """True when the must-hold condition is met; a value equal to the threshold is a breach."""

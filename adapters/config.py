@@ -1,0 +1,236 @@
+"""Which adapters a worker uses: one TOML file for the choices and settings, secrets only from the environment
+(or a secrets file), every adapter checked at start-up so a wrong URL or token fails the worker at once, not the
+first experiment hours later.
+
+    [adapters]
+    flags = "unleash"          # local | unleash
+    metrics = "postgres"       # local | postgres
+    registry = "postgres"      # local | postgres
+    tickets = "webhook"        # local | webhook | github
+    guardrails = "prometheus"  # none | prometheus: guardrails with a PromQL `query`
+    allow_simulation = false   # accelerated clocks and simulated traffic (demo and test stacks only)
+
+    [unleash]      url, project, environment           secret: UNLEASH_TOKEN
+    [postgres]     [postgres.tables] names              secret: ABROLLOUT_POSTGRES_DSN
+    [prometheus]   url
+    [webhook]      url                                   secret: ABROLLOUT_WEBHOOK_SECRET (optional)
+    [github]       repo, api_url                         secret: GITHUB_TOKEN
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adapters.composite_metrics import CompositeMetrics
+from adapters.local_dashboards import LocalDashboards
+from adapters.local_flags import LocalFlags
+from adapters.local_metrics import LocalMetrics
+from adapters.local_registry import LocalRegistry
+from adapters.local_tickets import LocalTickets
+from adapters.protocols import AdapterConfigError, Adapters, FlagProvider, MetricsSource, Registry, TicketSystem
+
+SECRET_VARIABLES = {
+    "unleash_token": "UNLEASH_TOKEN",
+    "postgres_dsn": "ABROLLOUT_POSTGRES_DSN",
+    "webhook_secret": "ABROLLOUT_WEBHOOK_SECRET",
+    "github_token": "GITHUB_TOKEN",
+}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Choices(Section):
+    flags: Literal["local", "unleash"] = "local"
+    metrics: Literal["local", "postgres"] = "local"
+    registry: Literal["local", "postgres"] = "local"
+    tickets: Literal["local", "webhook", "github"] = "local"
+    guardrails: Literal["none", "prometheus"] = "none"
+    allow_simulation: bool = False
+
+
+class UnleashSection(Section):
+    url: str = "http://127.0.0.1:4242"
+    project: str = "default"
+    environment: str = "development"
+
+
+class TablesSection(Section):
+    exposures: str = "exposures"
+    metric_events: str = "metric_events"
+    pre_period: str = "pre_period"
+    sim_progress: str = "sim_progress"
+
+
+class PostgresSection(Section):
+    tables: TablesSection = Field(default_factory=TablesSection)
+    create_tables: bool = False
+
+
+class UrlSection(Section):
+    url: str
+
+
+class GitHubSection(Section):
+    repo: str
+    api_url: str = "https://api.github.com"
+
+
+class WorkerConfig(Section):
+    adapters: Choices = Field(default_factory=Choices)
+    unleash: UnleashSection = Field(default_factory=UnleashSection)
+    postgres: PostgresSection = Field(default_factory=PostgresSection)
+    prometheus: UrlSection | None = None
+    webhook: UrlSection | None = None
+    github: GitHubSection | None = None
+
+    @property
+    def all_local(self) -> bool:
+        a = self.adapters
+        return (a.flags, a.metrics, a.registry, a.tickets, a.guardrails) == ("local", "local", "local", "local", "none")
+
+
+def load_config(path: str | None) -> WorkerConfig:
+    """The config file at `path` (none: every adapter embedded); errors name the key and the fix."""
+    if not path:
+        return WorkerConfig()
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        return WorkerConfig.model_validate(data)
+    except FileNotFoundError:
+        raise AdapterConfigError(f"config file {path} does not exist (ABROLLOUT_CONFIG / --config)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise AdapterConfigError(f"{path} is not valid TOML: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise AdapterConfigError(f"{path}: [{where}] {first['msg']}") from None
+
+
+def load_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """Secrets from ABROLLOUT_SECRETS_FILE (TOML: unleash_token = "...") overridden by the environment."""
+    secrets: dict[str, str] = {}
+    secrets_file = environ.get("ABROLLOUT_SECRETS_FILE")
+    if secrets_file:
+        try:
+            loaded = tomllib.loads(Path(secrets_file).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise AdapterConfigError(f"secrets file {secrets_file} cannot be read ({type(exc).__name__})") from None
+        unknown = sorted(set(loaded) - set(SECRET_VARIABLES))
+        if unknown:
+            raise AdapterConfigError(f"secrets file {secrets_file}: unknown keys {unknown}; "
+                                     f"allowed: {sorted(SECRET_VARIABLES)}")
+        secrets.update({k: str(v) for k, v in loaded.items()})
+    secrets.update({key: environ[var] for key, var in SECRET_VARIABLES.items() if environ.get(var)})
+    return secrets
+
+
+def _secret(secrets: Mapping[str, str], key: str, needed_by: str) -> str:
+    if not secrets.get(key):
+        raise AdapterConfigError(f"{needed_by} needs {SECRET_VARIABLES[key]} in the worker's environment "
+                                 f"(or {key} in ABROLLOUT_SECRETS_FILE)")
+    return secrets[key]
+
+
+async def _checked(stack: AsyncExitStack, adapter: Any) -> Any:
+    """Open and check an adapter, closing it with the worker; any failure is an AdapterConfigError."""
+    try:
+        if hasattr(adapter, "open"):
+            await adapter.open()
+        close = getattr(adapter, "aclose", None) or getattr(adapter, "close", None)
+        if close is not None:
+            stack.push_async_callback(_close, close)
+        if hasattr(adapter, "check"):
+            await adapter.check()
+    except AdapterConfigError:
+        raise
+    except Exception as exc:  # an adapter's own connection error: report it as configuration, without secrets
+        raise AdapterConfigError(f"{adapter.name} adapter failed its start-up check: {type(exc).__name__}") from None
+    return adapter
+
+
+async def _close(close: Any) -> None:
+    result = close()
+    if hasattr(result, "__await__"):
+        await result
+
+
+async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[str, str],
+                         stack: AsyncExitStack) -> Adapters:
+    """The configured adapters, opened and checked; the embedded ones live under `data_dir`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    choice = config.adapters
+    flags: FlagProvider = LocalFlags(data_dir / "flags.sqlite")
+    if choice.flags == "unleash":
+        from adapters.unleash import UnleashFlags
+
+        u = config.unleash
+        flags = await _checked(stack, UnleashFlags(u.url, _secret(secrets, "unleash_token", "flags = unleash"),
+                                                   project=u.project, environment=u.environment))
+    simulate = config.all_local or choice.allow_simulation
+    metrics: MetricsSource
+    registry: Registry = LocalRegistry(data_dir / "registry.sqlite")
+    if choice.metrics == "postgres" or choice.registry == "postgres":
+        dsn = _secret(secrets, "postgres_dsn", "metrics/registry = postgres")
+    if choice.metrics == "postgres":
+        from adapters.postgres_metrics import PostgresMetrics, WarehouseTables
+
+        t = config.postgres.tables
+        warehouse = PostgresMetrics(dsn, WarehouseTables(**t.model_dump()), flags=flags if simulate else None,
+                                    simulate=simulate)
+        metrics = await _checked(stack, warehouse)
+        if config.postgres.create_tables:
+            await warehouse.ensure_schema()
+    else:
+        metrics = LocalMetrics(data_dir / "metrics.duckdb", flags=flags if simulate else None)
+    if choice.registry == "postgres":
+        from adapters.postgres_registry import PostgresRegistry
+
+        registry = await _checked(stack, PostgresRegistry(dsn))
+        if config.postgres.create_tables:
+            await registry.ensure_schema()  # type: ignore[attr-defined]
+    tsdb = None
+    if choice.guardrails == "prometheus":
+        from adapters.prometheus import PrometheusGuardrails
+
+        if config.prometheus is None:
+            raise AdapterConfigError("guardrails = prometheus needs a [prometheus] url")
+        prometheus = await _checked(stack, PrometheusGuardrails(config.prometheus.url))
+        metrics, tsdb = CompositeMetrics(metrics, prometheus), prometheus
+    return Adapters(flags=flags, registry=registry, metrics=metrics,
+                    dashboards=LocalDashboards(data_dir / "dashboards"),
+                    tickets=await _tickets(config, data_dir, secrets, stack), accelerated_clock_allowed=simulate,
+                    tsdb=tsdb)
+
+
+async def _tickets(config: WorkerConfig, data_dir: Path, secrets: Mapping[str, str],
+                   stack: AsyncExitStack) -> TicketSystem:
+    choice = config.adapters.tickets
+    if choice == "webhook":
+        from adapters.tickets_http import WebhookTickets
+
+        if config.webhook is None:
+            raise AdapterConfigError("tickets = webhook needs a [webhook] url")
+        tickets: TicketSystem = WebhookTickets(config.webhook.url, secret=secrets.get("webhook_secret"))
+        return tickets
+    if choice == "github":
+        from adapters.tickets_http import GitHubIssues
+
+        if config.github is None:
+            raise AdapterConfigError("tickets = github needs a [github] repo")
+        return GitHubIssues(config.github.repo, _secret(secrets, "github_token", "tickets = github"),
+                            api_url=config.github.api_url)
+    return LocalTickets(data_dir / "tickets.sqlite")
+
+
+def config_path(flag: str | None) -> str | None:
+    return flag or os.environ.get("ABROLLOUT_CONFIG") or None
