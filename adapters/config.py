@@ -171,11 +171,11 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
     choice = config.adapters
     flags: FlagProvider = LocalFlags(data_dir / "flags.sqlite")
     if choice.flags == "unleash":
+        token = _secret(secrets, "unleash_token", "flags = unleash")
         from adapters.unleash import UnleashFlags
 
         u = config.unleash
-        flags = await _checked(stack, UnleashFlags(u.url, _secret(secrets, "unleash_token", "flags = unleash"),
-                                                   project=u.project, environment=u.environment))
+        flags = await _checked(stack, UnleashFlags(u.url, token, project=u.project, environment=u.environment))
     simulate = config.all_local or choice.allow_simulation
     metrics: MetricsSource
     registry: Registry = LocalRegistry(data_dir / "registry.sqlite")

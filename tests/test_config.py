@@ -1,0 +1,52 @@
+"""Worker configuration: choices validated with the key named, secrets only from the environment or a secrets file."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import pytest
+
+from adapters.config import WorkerConfig, build_adapters, load_config, load_secrets
+from adapters.protocols import AdapterConfigError
+
+
+def test_no_file_means_every_adapter_embedded() -> None:
+    config = load_config(None)
+    assert config.all_local
+
+
+def test_unknown_keys_and_choices_are_refused_naming_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[adapters]\nflags = "launchdarkly"\n')
+    with pytest.raises(AdapterConfigError, match=r"\[adapters.flags\]"):
+        load_config(str(bad))
+    bad.write_text('[adapters]\nflag = "unleash"\n')
+    with pytest.raises(AdapterConfigError, match=r"\[adapters.flag\]"):
+        load_config(str(bad))
+    with pytest.raises(AdapterConfigError, match="does not exist"):
+        load_config(str(tmp_path / "missing.toml"))
+
+
+def test_secrets_come_from_the_environment_over_a_secrets_file(tmp_path: Path) -> None:
+    secrets_file = tmp_path / "secrets.toml"
+    secrets_file.write_text('unleash_token = "from-file"\ngithub_token = "gh-file"\n')
+    env = {"ABROLLOUT_SECRETS_FILE": str(secrets_file), "UNLEASH_TOKEN": "from-env"}
+    assert load_secrets(env) == {"unleash_token": "from-env", "github_token": "gh-file"}
+    secrets_file.write_text('password = "x"\n')
+    with pytest.raises(AdapterConfigError, match="unknown keys"):
+        load_secrets(env)
+
+
+async def test_a_missing_secret_fails_at_start_naming_the_variable(tmp_path: Path) -> None:
+    config = WorkerConfig.model_validate({"adapters": {"flags": "unleash"}})
+    async with AsyncExitStack() as stack:
+        with pytest.raises(AdapterConfigError, match="UNLEASH_TOKEN"):
+            await build_adapters(config, tmp_path, {}, stack)
+
+
+async def test_the_default_build_is_the_embedded_stack(tmp_path: Path) -> None:
+    async with AsyncExitStack() as stack:
+        adapters = await build_adapters(WorkerConfig(), tmp_path, {}, stack)
+    assert {adapters.flags.name, adapters.registry.name, adapters.metrics.name, adapters.tickets.name} == {"local"}
+    assert adapters.accelerated_clock_allowed and adapters.tsdb is None
