@@ -4,11 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint test demo server worker bench bench-stats clean
+.PHONY: help venv lint test test-integration demo server worker bench bench-stats clean
 
 help:
 	@echo "make demo         run the main job on the embedded defaults"
 	@echo "make test         lint (ruff, mypy) and run the tests; creates $(VENV) itself"
+	@echo "make test-integration  the tests against real Unleash, PostgreSQL and Prometheus (installed if missing)"
 	@echo "make server       run the Temporal dev server with its Web UI (foreground)"
 	@echo "make worker       run a worker against TEMPORAL_ADDRESS (foreground)"
 	@echo "make bench        run the benchmarks (ratios against baselines measured in the same run)"
@@ -28,6 +29,12 @@ lint: venv
 
 test: lint
 	$(BIN)/pytest -q
+
+# The real outside systems: PostgreSQL and Prometheus (Debian packages) and Unleash (npm, with a Node 22 binary
+# from npm into .cache/) are installed when missing and started on loopback by the tests, then stopped by pid.
+# `make test` runs these too; they skip with one line saying how to run them where an install cannot work.
+test-integration: venv
+	$(BIN)/pytest -q -rs tests/integration tests/test_client_specification.py
 
 demo: venv
 	$(BIN)/python -m cli.demo

@@ -36,7 +36,7 @@ from abrollout.policy import cite
 from activities.flag_changes import apply_verified
 from activities.metrics_check import run_check
 from adapters.dashboard_html import render_dashboard
-from adapters.protocols import Adapters, ConcurrencyRefused
+from adapters.protocols import AdapterRefusal, Adapters, ConcurrencyRefused
 
 log = structlog.get_logger("abrollout.tools")
 ToolsT = TypeVar("ToolsT", bound="Tools")
@@ -54,6 +54,8 @@ def tool(name: ToolName) -> Callable[[Method], Method]:
                 receipt = await method(self, call)
             except ConcurrencyRefused as exc:
                 raise ApplicationError(str(exc), type="PolicyRefusal", non_retryable=True) from None
+            except AdapterRefusal as exc:
+                raise ApplicationError(str(exc), type="AdapterRefusal", non_retryable=True) from None
             except LookupError as exc:  # a flag, experiment or run that does not exist: retrying cannot help
                 raise ApplicationError(str(exc), type="NotFound", non_retryable=True) from None
             except ValidationError as exc:

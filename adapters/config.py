@@ -29,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.composite_metrics import CompositeMetrics
+from adapters.faults import DieAfterApplying
 from adapters.local_dashboards import LocalDashboards
 from adapters.local_flags import LocalFlags
 from adapters.local_metrics import LocalMetrics
@@ -84,8 +85,15 @@ class GitHubSection(Section):
     api_url: str = "https://api.github.com"
 
 
+class FaultsSection(Section):
+    """Test-only fault injection (adapters/faults.py)."""
+
+    kill_after_apply: str | None = Field(default=None, description="SIGKILL the worker after applying this step.")
+
+
 class WorkerConfig(Section):
     adapters: Choices = Field(default_factory=Choices)
+    faults: FaultsSection = Field(default_factory=FaultsSection)
     unleash: UnleashSection = Field(default_factory=UnleashSection)
     postgres: PostgresSection = Field(default_factory=PostgresSection)
     prometheus: UrlSection | None = None
@@ -176,6 +184,8 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
 
         u = config.unleash
         flags = await _checked(stack, UnleashFlags(u.url, token, project=u.project, environment=u.environment))
+    if config.faults.kill_after_apply:
+        flags = DieAfterApplying(flags, config.faults.kill_after_apply)
     simulate = config.all_local or choice.allow_simulation
     metrics: MetricsSource
     registry: Registry = LocalRegistry(data_dir / "registry.sqlite")

@@ -20,6 +20,10 @@ class AdapterConfigError(RuntimeError):
     The message names the setting and the fix, and never contains a secret."""
 
 
+class AdapterRefusal(Exception):
+    """The outside system refused the request itself (a 4xx: bad token, bad payload): retrying cannot help."""
+
+
 class ConcurrencyRefused(Exception):
     """Registering would exceed max_concurrent running experiments in the domain (concurrency.1)."""
 

@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from abrollout.verify import resolve_args, verify
     from workflows.search_attributes import EXPERIMENT_STATE
 
-NON_RETRYABLE = ["BadToolArgs", "PolicyRefusal", "NotFound"]
+NON_RETRYABLE = ["BadToolArgs", "PolicyRefusal", "NotFound", "AdapterRefusal"]
 TOOL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                          maximum_interval=timedelta(seconds=30), maximum_attempts=8,
                          non_retryable_error_types=NON_RETRYABLE)
