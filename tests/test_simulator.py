@@ -43,7 +43,8 @@ def registered(sim: Simulation | None = None, arms: tuple[str, ...] = ARMS, exp_
     args = RegisterExperimentArgs(
         exp_key=exp_key, domain="ui", primary_metric="conv", goal="increase", metrics=list(METRICS), guardrails=[],
         hypothesis="simulated", mde=mde, arms=list(arms), max_duration_days=14, max_concurrent=5,
-        guardrail_check_every_seconds=HOUR, analysis_every_seconds=24 * HOUR, planned_looks=4, decision_rule="-",
+        guardrail_check_every_seconds=HOUR, analysis_every_seconds=24 * HOUR, hour_seconds=3600.0, planned_looks=4,
+        decision_rule="-",
         analysis=plan, policy_id="test", spec_hash="test", simulation=sim)
     return Registered(exp_id="exp-1", args=args)
 
