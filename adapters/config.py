@@ -64,20 +64,21 @@ class UnleashSection(Section):
     environment: str = "development"
 
 
-class TablesSection(Section):
-    exposures: str = "exposures"
-    metric_events: str = "metric_events"
-    pre_period: str = "pre_period"
-    sim_progress: str = "sim_progress"
-
-
 class PostgresSection(Section):
-    tables: TablesSection = Field(default_factory=TablesSection)
+    tables: dict[str, str] = Field(default_factory=dict,
+                                   description="Table and column names (keys of adapters.postgres_metrics."
+                                   "WarehouseTables); unknown keys and unsafe names are refused at start.")
     create_tables: bool = False
 
 
 class UrlSection(Section):
     url: str
+
+
+class PrometheusSection(UrlSection):
+    mirror_metrics: list[str] = Field(
+        default_factory=list,
+        description="Simulation only: metrics whose simulated per-arm means are pushed as abrollout_<metric>.")
 
 
 class GitHubSection(Section):
@@ -96,7 +97,7 @@ class WorkerConfig(Section):
     faults: FaultsSection = Field(default_factory=FaultsSection)
     unleash: UnleashSection = Field(default_factory=UnleashSection)
     postgres: PostgresSection = Field(default_factory=PostgresSection)
-    prometheus: UrlSection | None = None
+    prometheus: PrometheusSection | None = None
     webhook: UrlSection | None = None
     github: GitHubSection | None = None
 
@@ -149,14 +150,17 @@ def _secret(secrets: Mapping[str, str], key: str, needed_by: str) -> str:
     return secrets[key]
 
 
-async def _checked(stack: AsyncExitStack, adapter: Any) -> Any:
-    """Open and check an adapter, closing it with the worker; any failure is an AdapterConfigError."""
+async def _checked(stack: AsyncExitStack, adapter: Any, create_schema: bool = False) -> Any:
+    """Open (and, where asked, create the tables of) and check an adapter, closing it with the worker; any
+    failure is an AdapterConfigError."""
     try:
         if hasattr(adapter, "open"):
             await adapter.open()
         close = getattr(adapter, "aclose", None) or getattr(adapter, "close", None)
         if close is not None:
             stack.push_async_callback(_close, close)
+        if create_schema:
+            await adapter.ensure_schema()
         if hasattr(adapter, "check"):
             await adapter.check()
     except AdapterConfigError:
@@ -164,6 +168,32 @@ async def _checked(stack: AsyncExitStack, adapter: Any) -> Any:
     except Exception as exc:  # an adapter's own connection error: report it as configuration, without secrets
         raise AdapterConfigError(f"{adapter.name} adapter failed its start-up check: {type(exc).__name__}") from None
     return adapter
+
+
+def _tables(config: WorkerConfig) -> Any:
+    from adapters.postgres_metrics import WarehouseTables
+
+    try:
+        return WarehouseTables(**config.postgres.tables)
+    except (TypeError, ValueError) as exc:
+        raise AdapterConfigError(f"[postgres.tables]: {exc}") from None
+
+
+def _mirror(config: WorkerConfig, stack: AsyncExitStack) -> Any:
+    """Simulation only: also push simulated per-arm means of `mirror_metrics` to Prometheus."""
+    if config.prometheus is None or not config.prometheus.mirror_metrics:
+        return None
+    from adapters.prometheus_remote_write import PrometheusMirror
+
+    write_url = config.prometheus.url.rstrip("/") + "/api/v1/write"
+    series = {metric: f"abrollout_{metric}" for metric in config.prometheus.mirror_metrics}
+
+    def wrap(store: Any) -> Any:
+        mirror = PrometheusMirror(store, write_url, series)
+        stack.callback(mirror.close)
+        return mirror
+
+    return wrap
 
 
 async def _close(close: Any) -> None:
@@ -192,22 +222,17 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
     if choice.metrics == "postgres" or choice.registry == "postgres":
         dsn = _secret(secrets, "postgres_dsn", "metrics/registry = postgres")
     if choice.metrics == "postgres":
-        from adapters.postgres_metrics import PostgresMetrics, WarehouseTables
+        from adapters.postgres_metrics import PostgresMetrics
 
-        t = config.postgres.tables
-        warehouse = PostgresMetrics(dsn, WarehouseTables(**t.model_dump()), flags=flags if simulate else None,
-                                    simulate=simulate)
-        metrics = await _checked(stack, warehouse)
-        if config.postgres.create_tables:
-            await warehouse.ensure_schema()
+        warehouse = PostgresMetrics(dsn, _tables(config), flags=flags if simulate else None, simulate=simulate,
+                                    wrap_store=_mirror(config, stack) if simulate else None)
+        metrics = await _checked(stack, warehouse, config.postgres.create_tables)
     else:
         metrics = LocalMetrics(data_dir / "metrics.duckdb", flags=flags if simulate else None)
     if choice.registry == "postgres":
         from adapters.postgres_registry import PostgresRegistry
 
-        registry = await _checked(stack, PostgresRegistry(dsn))
-        if config.postgres.create_tables:
-            await registry.ensure_schema()  # type: ignore[attr-defined]
+        registry = await _checked(stack, PostgresRegistry(dsn), config.postgres.create_tables)
     tsdb = None
     if choice.guardrails == "prometheus":
         from adapters.prometheus import PrometheusGuardrails

@@ -62,6 +62,11 @@ class Aggregate(NamedTuple):
     queries: tuple[str, ...]
     freshest_event_seconds: float | None
 
+    def snapshot(self) -> MetricsSnapshot:
+        """The statistics as the `MetricsSource` result, under their content-addressed id."""
+        return MetricsSnapshot(snapshot_id=snapshot_id(self), assignments=self.assignments, metrics=self.metrics,
+                               queries=self.queries, freshest_event_seconds=self.freshest_event_seconds)
+
 
 class LocalMetrics:
     """A DuckDB-backed `MetricsSource`. Given a flag provider (any `FlagProvider` will do; only `read` is
@@ -90,13 +95,7 @@ class LocalMetrics:
         if self._simulator is not None:
             await self._simulator.advance(registered, at_seconds)
         result = await asyncio.to_thread(self.aggregate, args.exp_key, metrics, at_seconds, args.arms)
-        return MetricsSnapshot(
-            snapshot_id=snapshot_id(result),
-            assignments=result.assignments,
-            metrics=result.metrics,
-            queries=result.queries,
-            freshest_event_seconds=result.freshest_event_seconds,
-        )
+        return result.snapshot()
 
     def aggregate(
         self, exp_key: str, metrics: Sequence[str], until_seconds: int, arms: Sequence[str] = ()
@@ -110,19 +109,8 @@ class LocalMetrics:
             columns, rows = _run(cur, query)
             freshness = freshness_sql(exp_key, until_seconds)
             [(freshest,)] = cur.execute(freshness).fetchall()
-        by_arm = {row[0]: dict(zip(columns, row, strict=True)) for row in rows}
-        for arm in arms:
-            by_arm.setdefault(arm, {"arm": arm, "n": 0})
-        ordered = [*arms, *sorted(set(by_arm) - set(arms))]
-        return Aggregate(
-            assignments={arm: int(by_arm[arm]["n"]) for arm in ordered},
-            metrics={
-                name: _metric_stats([by_arm[arm] for arm in ordered], index, name in covariates)
-                for index, name in enumerate(names)
-            },
-            queries=(query, freshness),
-            freshest_event_seconds=None if freshest is None else float(freshest),
-        )
+        return aggregate_from_rows([dict(zip(columns, row, strict=True)) for row in rows], names, arms, covariates,
+                                   (query, freshness), None if freshest is None else float(freshest))
 
     def hours_done(self, exp_key: str) -> int:
         """Simulated hours already written for the experiment."""
@@ -149,6 +137,26 @@ class LocalMetrics:
         second. Benchmarks load their data through here."""
         with self._con.cursor() as cur, _transaction(cur):
             _insert(cur, exp_key, rows)
+
+
+def aggregate_from_rows(rows: Sequence[dict[str, Any]], metrics: Sequence[str], arms: Sequence[str],
+                        covariates: Collection[str], queries: tuple[str, ...], freshest: float | None) -> Aggregate:
+    """The statistics query's rows (one per arm: `n`, `sum_<i>`, `sum_sq_<i>`, `pre_n_<i>`, ... in micro-units, i
+    the metric's index in `metrics`) as an Aggregate; `arms` come first and appear even without users. Any store's
+    query with these columns means the same statistics (`covariates`: metrics with any pre-period row)."""
+    by_arm = {row["arm"]: row for row in rows}
+    for arm in arms:
+        by_arm.setdefault(arm, {"arm": arm, "n": 0})
+    ordered = [*arms, *sorted(set(by_arm) - set(arms))]
+    return Aggregate(
+        assignments={arm: int(by_arm[arm]["n"]) for arm in ordered},
+        metrics={
+            name: _metric_stats([by_arm[arm] for arm in ordered], index, name in covariates)
+            for index, name in enumerate(metrics)
+        },
+        queries=queries,
+        freshest_event_seconds=freshest,
+    )
 
 
 def snapshot_id(result: Aggregate) -> str:

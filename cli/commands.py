@@ -48,7 +48,15 @@ async def _existing(client: Client, text: str) -> ExperimentHandle:
 
 
 async def _report(handle: ExperimentHandle) -> Report:
-    return await handle.query(ExperimentWorkflow.report)
+    """The live report of a running experiment (a query), or the final one of a finished experiment (its result),
+    which needs no worker to answer."""
+    if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+        return await handle.query(ExperimentWorkflow.report)
+    try:
+        return await handle.result()
+    except WorkflowFailureError as exc:
+        cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause or exc)
+        raise UserFacingError(f"error: {handle.id} ended without a report: {cause}", RUNTIME_FAILURE) from None
 
 
 async def _update(handle: ExperimentHandle, call: Callable[[], Awaitable[Report]]) -> Report:

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.servers.postgres import Postgres
+from tests.servers.prometheus import Prometheus
+from tests.servers.prometheus import start as start_prometheus
 from tests.servers.unleash import Unleash
 from tests.servers.unleash import start as start_unleash
 
@@ -15,5 +17,13 @@ from tests.servers.unleash import start as start_unleash
 def unleash(postgres: Postgres) -> Iterator[Unleash]:
     """One Unleash 8.2.0 for the session, on its own database in the session's PostgreSQL."""
     server = start_unleash(postgres)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[Prometheus]:
+    """One Prometheus 2.x with the remote-write receiver and the admin API, for the session."""
+    server = start_prometheus()
     yield server
     server.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,16 +18,8 @@ from adapters.protocols import AdapterConfigError
 from adapters.simulator import Rows, simulate_hour
 from cli.devserver import free_port
 from tests.servers.prometheus import Prometheus
-from tests.servers.prometheus import start as start_prometheus
 
 LATENCY_QUERY = 'last_over_time(abrollout_latency_p95{experiment="$experiment"}[$window])'
-
-
-@pytest.fixture(scope="session")
-def prometheus() -> Iterator[Prometheus]:
-    server = start_prometheus()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,191 @@
+"""The golden scenarios end to end on real systems: a Temporal dev server, a worker.py process whose adapters are
+Unleash (flags), PostgreSQL (warehouse and registry) and Prometheus (operational guardrails), with the traffic
+simulator writing into PostgreSQL and Prometheus. Plus the crash test: a worker killed right after Unleash applied
+AllocateTraffic, and a new worker finishing the experiment with one strategy change for that key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from cli import devserver
+from tests.servers.postgres import Postgres
+from tests.servers.prometheus import Prometheus
+from tests.servers.unleash import Unleash
+from tests.test_cli_validate import ROOT
+
+GOLDEN = ROOT / "examples" / "golden"
+HOUR_SECONDS = 0.25
+LATENCY_QUERY = 'last_over_time(abrollout_latency_p95{experiment="$experiment"}[$window])'
+
+
+@dataclass
+class RealStack:
+    env: dict[str, str]
+    tmp: Path
+    unleash: Unleash
+    postgres: Postgres
+    prometheus: Prometheus
+
+    def cli(self, *args: str, queue: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, **({"ABROLLOUT_TASK_QUEUE": queue} if queue else {})}
+        return subprocess.run([sys.executable, str(ROOT / "starter.py"), *args], capture_output=True, text=True,
+                              cwd=ROOT, env=env, timeout=300)
+
+    def worker(self, name: str, config: Path, queue: str) -> subprocess.Popen[bytes]:
+        log = self.tmp / f"{name}.log"
+        env = {**self.env, "ABROLLOUT_CONFIG": str(config), "ABROLLOUT_TASK_QUEUE": queue}
+        with open(log, "wb") as out:
+            process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, stdout=out,
+                                       stderr=out, cwd=ROOT)
+        deadline = time.monotonic() + 60
+        while b"worker started" not in log.read_bytes():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"worker {name} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+        return process
+
+    def spec(self, scenario: str, name: str) -> Path:
+        """A golden spec on the accelerated clock; the breach scenario also gets a Prometheus latency guardrail."""
+        raw: dict[str, Any] = yaml.safe_load((GOLDEN / f"{scenario}.yaml").read_text())
+        raw["name"] = name
+        raw["schedule"] = {**raw.get("schedule", {}), "hour_seconds": HOUR_SECONDS}
+        if scenario == "guardrail-breach":
+            raw["guardrails"].append({"name": "latency_p95", "threshold": 2.5, "direction": "<",
+                                      "query": LATENCY_QUERY})
+            raw["simulation"]["metrics"]["latency_p95"] = {"mean": 1.9, "sd": 0.2}
+        path = self.tmp / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return path
+
+    def report(self, name: str) -> dict[str, Any]:
+        result = self.cli("report", name, "--json")
+        assert result.returncode == 0, result.stderr
+        body: dict[str, Any] = json.loads(result.stdout)
+        return body
+
+    def flag_variants(self, name: str) -> list[str]:
+        response = httpx.get(f"{self.unleash.url}/api/admin/projects/default/features/abr.{name}",
+                             headers={"Authorization": self.unleash.token}, timeout=10)
+        response.raise_for_status()
+        environment = next(e for e in response.json()["environments"] if e["name"] == "development")
+        return [v["name"] for s in environment["strategies"] for v in s.get("variants", [])]
+
+    def strategy_events_for(self, name: str, key: str) -> int:
+        """Unleash events whose own data carries `key` (the next change carries it only in its preData)."""
+        response = httpx.get(f"{self.unleash.url}/api/admin/search/events",
+                             params={"feature": f"IS:abr.{name}", "query": key, "limit": "1000"},
+                             headers={"Authorization": self.unleash.token}, timeout=10)
+        response.raise_for_status()
+        events = response.json()["events"]
+        return sum(str((e.get("data") or {}).get("title", "")).startswith(f"abrollout {key}: ") for e in events)
+
+
+def _config(path: Path, unleash: Unleash, prometheus: Prometheus, faults: str = "") -> Path:
+    path.write_text(f"""
+[adapters]
+flags = "unleash"
+metrics = "postgres"
+registry = "postgres"
+guardrails = "prometheus"
+allow_simulation = true
+
+[unleash]
+url = "{unleash.url}"
+
+[postgres]
+create_tables = true
+
+[prometheus]
+url = "{prometheus.url}"
+mirror_metrics = ["latency_p95"]
+{faults}
+""")
+    return path
+
+
+@pytest.fixture(scope="module")
+def real(postgres: Postgres, unleash: Unleash, prometheus: Prometheus,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
+    tmp = tmp_path_factory.mktemp("real")
+    server = devserver.start(tmp / "temporal.sqlite", devserver.free_port(), None, log_file=tmp / "temporal.log")
+    dsn = postgres.create_database("warehouse")
+    env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "UNLEASH_TOKEN": unleash.token,
+           "ABROLLOUT_POSTGRES_DSN": dsn, "ABROLLOUT_DATA_DIR": str(tmp / "data"), "ABROLLOUT_METRICS": "off"}
+    stack = RealStack(env=env, tmp=tmp, unleash=unleash, postgres=postgres, prometheus=prometheus)
+    worker = stack.worker("worker", _config(tmp / "abrollout.toml", unleash, prometheus), queue="real")
+    try:
+        yield stack
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        server.stop()
+
+
+def _all_ok(report: dict[str, Any]) -> None:
+    assert all(r["ok"] for r in report["receipts"]), [r for r in report["receipts"] if not r["ok"]]
+
+
+def test_clear_win_promotes_on_unleash_postgres_prometheus(real: RealStack) -> None:
+    result = real.cli("start", str(real.spec("clear-win", "real-clear-win")), "--wait", queue="real")
+    assert result.returncode == 0, result.stderr
+    report = real.report("real-clear-win")
+    _all_ok(report)
+    assert report["decision"]["state"] == "promote" and report["decision"]["arm"] == "treatment"
+    flag_refs = [r["ref"] for r in report["receipts"] if r["tool"] in ("CreateFlag", "AllocateTraffic",
+                                                                      "PromoteVariant")]
+    assert flag_refs and all(ref.startswith("unleash-event-") for ref in flag_refs)
+    assert real.flag_variants("real-clear-win") == ["treatment"]
+    exposures = real.postgres.psql("SELECT count(*) FROM exposures WHERE exp_key = 'real-clear-win'", "warehouse")
+    assert int(exposures) > 1000, "the simulator writes its traffic into PostgreSQL"
+    registered = real.postgres.psql("SELECT count(*) FROM abrollout_experiments WHERE exp_key = 'real-clear-win'",
+                                    "warehouse")
+    assert int(registered) == 1
+
+
+def test_guardrail_breach_stops_and_rolls_back_on_real_systems(real: RealStack) -> None:
+    result = real.cli("start", str(real.spec("guardrail-breach", "real-breach")), "--wait", queue="real")
+    assert result.returncode == 0, result.stderr
+    report = real.report("real-breach")
+    _all_ok(report)
+    assert report["decision"]["state"] == "guardrail_stop"
+    last = report["monitoring"]["checkpoints"][-1]
+    assert last["breaches"] == ["defect_rate"]
+    assert set(last["guardrails"]["latency_p95"]) == {"control", "treatment"}, "observed through Prometheus"
+    steps = [r["step"] for r in report["receipts"]]
+    assert steps[-4:] == ["stop", "rollback", "ticket", "snapshot-final"]
+    final = next(r for r in report["receipts"] if r["step"] == "snapshot-final")
+    assert "metrics TSDB snapshot" in final["message"]
+    assert real.flag_variants("real-breach") == ["control"]
+
+
+def test_a_worker_killed_during_allocate_traffic_leaves_one_strategy_change(real: RealStack) -> None:
+    config = _config(real.tmp / "dies.toml", real.unleash, real.prometheus,
+                     faults='\n[faults]\nkill_after_apply = "allocate-0"\n')
+    doomed = real.worker("doomed", config, queue="crash")
+    started = real.cli("start", str(real.spec("clear-win", "real-crash")), queue="crash")
+    assert started.returncode == 0, started.stderr
+    assert doomed.wait(timeout=120) == -9, "the fault hook kills the worker with SIGKILL after the change"
+    replacement = real.worker("replacement", real.tmp / "abrollout.toml", queue="crash")
+    try:
+        finished = real.cli("watch", "real-crash", "--quiet", queue="crash")
+        assert finished.returncode == 0, finished.stderr
+    finally:
+        replacement.terminate()
+        replacement.wait(timeout=30)
+    report = real.report("real-crash")
+    allocate = [r for r in report["receipts"] if r["step"] == "allocate-0"]
+    assert len(allocate) == 1 and allocate[0]["ok"] and "already applied under this key" in allocate[0]["message"]
+    assert real.strategy_events_for("real-crash", allocate[0]["idempotency_key"]) == 1
