@@ -50,3 +50,28 @@ async def test_the_default_build_is_the_embedded_stack(tmp_path: Path) -> None:
         adapters = await build_adapters(WorkerConfig(), tmp_path, {}, stack)
     assert {adapters.flags.name, adapters.registry.name, adapters.metrics.name, adapters.tickets.name} == {"local"}
     assert adapters.accelerated_clock_allowed and adapters.tsdb is None
+
+
+def test_a_worker_with_an_unreachable_adapter_stops_at_start_with_one_clear_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from cli.devserver import free_port, start
+    from tests.test_cli_validate import ROOT
+
+    config = tmp_path / "abrollout.toml"
+    config.write_text(f'[adapters]\nflags = "unleash"\n[unleash]\nurl = "http://127.0.0.1:{free_port()}"\n')
+    server = start(tmp_path / "t.sqlite", free_port(), None)
+    try:
+        env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "ABROLLOUT_CONFIG": str(config),
+               "UNLEASH_TOKEN": "*:*.sekret-token-value", "ABROLLOUT_DATA_DIR": str(tmp_path / "data"),
+               "ABROLLOUT_METRICS": "off"}
+        result = subprocess.run([sys.executable, str(ROOT / "worker.py")], env=env, capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        server.stop()
+    assert result.returncode == 1
+    assert "adapter configuration" in result.stderr and "unleash" in result.stderr.lower()
+    assert "sekret-token-value" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
