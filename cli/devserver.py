@@ -26,14 +26,18 @@ class DevServer:
     ui_url: str | None
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited in 10 s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 10) -> None:
+    """Stop a server we started, by its own pid: SIGTERM, then SIGKILL if it has not exited in time."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=grace_seconds)
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ timestamps too. The admin API is on for TSDB snapshots.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from cli.devserver import free_port
+from cli.devserver import free_port, stop_process
 from tests.tools import system_tool
 
 HOW = "apt-get install prometheus (Debian), then run make test-integration"
@@ -54,13 +53,7 @@ class Prometheus:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited in 10 s; then remove its files."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.devserver import free_port
+from cli.devserver import free_port, stop_process
 from tests.servers.postgres import Postgres
 
 UNLEASH_VERSION = "8.2.0"
@@ -73,13 +72,7 @@ class Unleash:
 
     def stop(self) -> None:
         """SIGTERM (Unleash shuts down on its own handler), then SIGKILL if it has not exited in 10 s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
