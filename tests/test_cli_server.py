@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cli import devserver
@@ -113,3 +114,8 @@ def test_an_unreachable_server_is_one_line_and_exit_1() -> None:
 
 def test_run_cli_helper_is_shared() -> None:
     assert run_cli("--help").returncode == 0
+
+
+def test_the_worker_exports_the_sdk_metrics_to_prometheus(stack: dict[str, str]) -> None:
+    body = httpx.get(f"http://{stack['ABROLLOUT_METRICS']}/metrics", timeout=10).text
+    assert "temporal_" in body and "task_queue=\"cli-test\"" in body
