@@ -8,6 +8,7 @@ refuses duplicate keys (YAML and JSON both silently keep the last one otherwise)
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,10 +75,34 @@ def _depth(value: Any, limit: int) -> int:
     return 0
 
 
+_BRACKETS = re.compile(r"""[\[\]{}"']""")
+
+
+def _flow_depth_exceeds(text: str, limit: int) -> bool:
+    """True when `[`/`{` nest deeper than `limit` outside quotes. Parsers recurse per level, so a hostile
+    `[[[[...` is refused before parsing instead of after seconds of recursion."""
+    depth, quote = 0, ""
+    for match in _BRACKETS.finditer(text):
+        char = match.group()
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
 def parse_text(text: str, source: str = "spec") -> dict[str, Any]:
     """YAML (JSON is YAML too, but is parsed strictly as JSON when it looks like JSON) -> a mapping."""
     if len(text.encode("utf-8", errors="replace")) > MAX_SPEC_BYTES:
         raise SpecSyntaxError(f"{source} is larger than {MAX_SPEC_BYTES // 1000} kB; a spec is a few kB")
+    if _flow_depth_exceeds(text, MAX_DEPTH):
+        raise SpecSyntaxError(f"{source} is nested more than {MAX_DEPTH} levels deep")
     try:
         if text.lstrip().startswith("{"):
             data = json.loads(text, object_pairs_hook=_json_object, parse_constant=_refuse_constant)
