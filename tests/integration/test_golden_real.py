@@ -27,6 +27,7 @@ from tests.test_cli_validate import ROOT
 
 GOLDEN = ROOT / "examples" / "golden"
 HOUR_SECONDS = 0.25
+DSN_PASSWORD = "pg-sekret-5e3f9a"
 LATENCY_QUERY = 'last_over_time(abrollout_latency_p95{experiment="$experiment"}[$window])'
 
 
@@ -121,7 +122,8 @@ def real(postgres: Postgres, unleash: Unleash, prometheus: Prometheus,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
     tmp = tmp_path_factory.mktemp("real")
     server = devserver.start(tmp / "temporal.sqlite", devserver.free_port(), None, log_file=tmp / "temporal.log")
-    dsn = postgres.create_database("warehouse")
+    # trust authentication ignores the password, so a recognisable one can ride along to prove it never leaks
+    dsn = postgres.create_database("warehouse").replace("postgres@", f"postgres:{DSN_PASSWORD}@")
     env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "UNLEASH_TOKEN": unleash.token,
            "ABROLLOUT_POSTGRES_DSN": dsn, "ABROLLOUT_DATA_DIR": str(tmp / "data"), "ABROLLOUT_METRICS": "off"}
     stack = RealStack(env=env, tmp=tmp, unleash=unleash, postgres=postgres, prometheus=prometheus)
@@ -189,3 +191,22 @@ def test_a_worker_killed_during_allocate_traffic_leaves_one_strategy_change(real
     allocate = [r for r in report["receipts"] if r["step"] == "allocate-0"]
     assert len(allocate) == 1 and allocate[0]["ok"] and "already applied under this key" in allocate[0]["message"]
     assert real.strategy_events_for("real-crash", allocate[0]["idempotency_key"]) == 1
+
+
+def test_no_secret_appears_in_any_history_report_dashboard_or_log(real: RealStack) -> None:
+    """After the scenarios above ran: the Unleash token and the DSN password occur nowhere a person can read."""
+    secrets = {real.unleash.token.split(".", 1)[1], DSN_PASSWORD}
+    texts: dict[str, str] = {}
+    for name in ("real-clear-win", "real-breach", "real-crash"):
+        shown = subprocess.run([str(devserver.TEMPORAL), "workflow", "show", "--address", real.env["TEMPORAL_ADDRESS"],
+                                "--workflow-id", f"exp-{name}", "--output", "json"], capture_output=True, text=True,
+                               timeout=60, check=True)
+        texts[f"history {name}"] = shown.stdout
+        texts[f"report {name}"] = real.cli("report", name, "--json").stdout
+    for page in (real.tmp / "data").rglob("*.html"):
+        texts[str(page)] = page.read_text(errors="replace")
+    for log in real.tmp.glob("*.log"):
+        texts[str(log)] = log.read_text(errors="replace")
+    assert len(texts) > 8
+    leaks = [(where, secret) for where, text in texts.items() for secret in secrets if secret in text]
+    assert leaks == []
