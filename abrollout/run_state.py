@@ -47,6 +47,7 @@ class RunState(BaseModel):
     state: DecisionState = DecisionState.running
     rationale: str = "registered; waiting for the first check"
     decided_arm: str | None = None
+    ticket_severity: str | None = Field(default=None, description="Overrides the policy's guardrail-stop severity.")
     citations: list[str] = Field(default_factory=list)
     decision_receipts: list[str] = Field(default_factory=list)
     breaches: list[str] = Field(default_factory=list, description="Guardrails breached at the latest check.")
@@ -89,8 +90,10 @@ class RunState(BaseModel):
             self.refs[proposal.step] = receipt.ref
         return record
 
-    def decide(self, state: DecisionState, rationale: str, citations: list[str], arm: str | None = None) -> None:
+    def decide(self, state: DecisionState, rationale: str, citations: list[str], arm: str | None = None,
+               ticket_severity: str | None = None) -> None:
         self.state = state
         self.rationale = rationale
         self.citations = list(dict.fromkeys([*self.citations, *citations]))
         self.decided_arm = arm
+        self.ticket_severity = ticket_severity

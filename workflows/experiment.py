@@ -163,8 +163,7 @@ class ExperimentWorkflow:
                 continue
             if proposal.step == "register":
                 raise ApplicationError(f"refused: {receipt.message}", type="PolicyRefusal", non_retryable=True)
-            self.s.decide(DecisionState.rollback, f"set-up step {proposal.step} failed: {receipt.message}",
-                          [cite("receipts.1")])
+            self._stop_unverified(f"set-up step {proposal.step} failed: {receipt.message}")
             return
         self.s.started_at = workflow.now()
         self.s.ramp_applied = 0
@@ -248,8 +247,12 @@ class ExperimentWorkflow:
         if receipt.ok:
             self.s.ramp_applied = step
             return
-        self.s.decide(DecisionState.guardrail_stop, f"ramp step {step} could not be verified: {receipt.message}",
-                      [cite("receipts.1"), cite("guardrail.4")])
+        self._stop_unverified(f"ramp step {step} could not be verified: {receipt.message}")
+
+    def _stop_unverified(self, rationale: str) -> None:
+        """A change that cannot be verified is never taken as done: stop, roll back to control and open a ticket."""
+        self.s.decide(DecisionState.guardrail_stop, f"{rationale}; stopping safely", [cite("receipts.1"),
+                      cite("guardrail.4")], ticket_severity=PARAMS.severity_unverified_change)
 
     # ---- manual commands ---------------------------------------------------------------------------------
     async def _run_command(self, command: Command) -> Report:
@@ -292,7 +295,8 @@ class ExperimentWorkflow:
         """Carry out the decision in policy order, then snapshot the final state."""
         self.s.closing = True
         workflow.upsert_search_attributes([EXPERIMENT_STATE.value_set(self.s.state.value)])
-        severity = PARAMS.severity_srm if "srm" in self.s.breaches else PARAMS.severity_guardrail_stop
+        severity = self.s.ticket_severity or (
+            PARAMS.severity_srm if "srm" in self.s.breaches else PARAMS.severity_guardrail_stop)
         proposals = closing_proposals(self.s.plan, self.s.state, self.s.rationale, arm=self.s.decided_arm,
                                       severity=severity)
         for proposal in proposals:

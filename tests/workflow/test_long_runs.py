@@ -77,4 +77,7 @@ async def test_proposals_whose_preconditions_fail_are_blocked_and_never_run(env:
     assert set(blocked) == {"stop", "rollback", "snapshot-final"}
     assert "step 'flag' has no ok receipt" in blocked["rollback"] and "exp_policy.v5#verify.1" in blocked["rollback"]
     assert BrokenFlags.applied == []
-    assert report.decision.state is DecisionState.rollback
+    assert report.decision.state is DecisionState.guardrail_stop, "an unverified change stops safely"
+    assert [r.step for r in report.receipts if r.ok] == ["register", "ticket"]
+    tickets = await base.tickets.list("blocked")  # type: ignore[attr-defined]
+    assert [t["severity"] for t in tickets] == ["critical"]
