@@ -4,12 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint test test-integration demo server worker bench bench-stats clean
+.PHONY: help venv lint test test-faults test-integration demo server worker bench bench-stats clean
 
 help:
 	@echo "make demo         run the main job on the embedded defaults"
 	@echo "make test         lint (ruff, mypy) and run the tests; creates $(VENV) itself"
 	@echo "make test-integration  the tests against real Unleash, PostgreSQL and Prometheus (installed if missing)"
+	@echo "make test-faults  the whole fault matrix: a worker SIGKILLed before/after each side effect"
 	@echo "make server       run the Temporal dev server with its Web UI (foreground)"
 	@echo "make worker       run a worker against TEMPORAL_ADDRESS (foreground)"
 	@echo "make bench        run the benchmarks (ratios against baselines measured in the same run)"
@@ -33,6 +34,10 @@ test: lint
 # The real outside systems: PostgreSQL and Prometheus (Debian packages) and Unleash (npm, with a Node 22 binary
 # from npm into .cache/) are installed when missing and started on loopback by the tests, then stopped by pid.
 # `make test` runs these too; they skip with one line saying how to run them where an install cannot work.
+# The whole fault matrix (18 worker kills, ~7 min); `make test` runs four representative cases of it.
+test-faults: venv
+	ABROLLOUT_FAULT_MATRIX=all $(BIN)/pytest -q -rs tests/test_fault_matrix.py
+
 test-integration: venv
 	$(BIN)/pytest -q -rs tests/integration tests/test_client_specification.py
 

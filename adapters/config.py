@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.composite_metrics import CompositeMetrics
-from adapters.faults import DieAfterApplying
+from adapters.faults import KillPoint, with_kill_point
 from adapters.local_dashboards import LocalDashboards
 from adapters.local_flags import LocalFlags
 from adapters.local_metrics import LocalMetrics
@@ -89,7 +89,7 @@ class GitHubSection(Section):
 class FaultsSection(Section):
     """Test-only fault injection (adapters/faults.py)."""
 
-    kill_after_apply: str | None = Field(default=None, description="SIGKILL the worker after applying this step.")
+    kill: str | None = Field(default=None, description="<step>:<before|after>: SIGKILL the worker at that point.")
 
 
 class WorkerConfig(Section):
@@ -214,8 +214,6 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
 
         u = config.unleash
         flags = await _checked(stack, UnleashFlags(u.url, token, project=u.project, environment=u.environment))
-    if config.faults.kill_after_apply:
-        flags = DieAfterApplying(flags, config.faults.kill_after_apply)
     simulate = config.all_local or choice.allow_simulation
     metrics: MetricsSource
     registry: Registry = LocalRegistry(data_dir / "registry.sqlite")
@@ -241,10 +239,16 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
             raise AdapterConfigError("guardrails = prometheus needs a [prometheus] url")
         prometheus = await _checked(stack, PrometheusGuardrails(config.prometheus.url))
         metrics, tsdb = CompositeMetrics(metrics, prometheus), prometheus
-    return Adapters(flags=flags, registry=registry, metrics=metrics,
-                    dashboards=LocalDashboards(data_dir / "dashboards"),
-                    tickets=await _tickets(config, data_dir, secrets, stack), accelerated_clock_allowed=simulate,
-                    tsdb=tsdb)
+    adapters = Adapters(flags=flags, registry=registry, metrics=metrics,
+                        dashboards=LocalDashboards(data_dir / "dashboards"),
+                        tickets=await _tickets(config, data_dir, secrets, stack), accelerated_clock_allowed=simulate,
+                        tsdb=tsdb)
+    if config.faults.kill:
+        try:
+            return with_kill_point(adapters, KillPoint.parse(config.faults.kill))
+        except ValueError as exc:
+            raise AdapterConfigError(str(exc)) from None
+    return adapters
 
 
 async def _tickets(config: WorkerConfig, data_dir: Path, secrets: Mapping[str, str],

@@ -25,13 +25,14 @@ def search_attributes(spec: ExperimentSpec) -> TypedSearchAttributes:
 
 
 async def start_experiment(client: Client, spec: ExperimentSpec, task_queue: str,
-                           max_history_events: int | None = None) -> ExperimentHandle:
+                           max_history_events: int | None = None, tool_timeout_seconds: int = 60) -> ExperimentHandle:
     """Start the experiment's workflow; a second start of the same name is refused by Temporal itself
     (the workflow id is the experiment key and ids are never reused), never duplicated."""
     if spec.name is None:
         raise ValueError("start_experiment needs a normalised spec")
     return await client.start_workflow(
-        ExperimentWorkflow.run, ExperimentInput(spec=spec, max_history_events=max_history_events),
+        ExperimentWorkflow.run, ExperimentInput(spec=spec, max_history_events=max_history_events,
+                                                tool_timeout_seconds=tool_timeout_seconds),
         id=workflow_id(spec.name), task_queue=task_queue, search_attributes=search_attributes(spec),
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         static_summary=f"{spec.domain.value} experiment {spec.name}: {spec.primary_metric.name}, "

@@ -90,6 +90,9 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                       takes_id=False)
     start.add_argument("spec", metavar="SPEC", help="path of a YAML or JSON spec")
     start.add_argument("--wait", action="store_true", help="follow the experiment until its decision")
+    start.add_argument("--tool-timeout", type=int, default=60, metavar="SECONDS",
+                       help="how long one tool call may run before Temporal retries it, possibly on another worker "
+                       "(a crashed worker is noticed after this; default 60)")
 
     stop = _temporal(sub, "stop", commands.cmd_stop, "stop the run and roll back to control (manual.1)")
     stop.add_argument("--reason", required=True, help="why, recorded with the receipts")

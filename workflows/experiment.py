@@ -19,7 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ConfigDict
+    from pydantic import BaseModel, ConfigDict, Field
 
     from abrollout.checks import assess_check
     from abrollout.contracts.records import DecisionState, ReceiptRecord
@@ -54,7 +54,6 @@ NON_RETRYABLE = ["BadToolArgs", "PolicyRefusal", "NotFound", "AdapterRefusal"]
 TOOL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                          maximum_interval=timedelta(seconds=30), maximum_attempts=8,
                          non_retryable_error_types=NON_RETRYABLE)
-TOOL_TIMEOUT = timedelta(seconds=60)
 CHECK_TIMEOUT = timedelta(minutes=5)
 DUE_TOLERANCE = 0.5  # experiment seconds: float slack when comparing the clock with a due time
 
@@ -67,6 +66,9 @@ class ExperimentInput(BaseModel):
     spec: ExperimentSpec
     state: RunState | None = None
     max_history_events: int | None = None  # test hook: continue as new earlier than the server suggests
+    tool_timeout_seconds: int = Field(default=60, ge=1, le=3600,
+                                      description="How long one tool call may run before Temporal retries it, "
+                                      "possibly on another worker (a dead worker is noticed after this).")
 
 
 def workflow_id(exp_key: str) -> str:
@@ -79,6 +81,7 @@ class ExperimentWorkflow:
     def __init__(self, inp: ExperimentInput) -> None:
         self.s = inp.state or RunState(spec=inp.spec, plan=plan(inp.spec))
         self.max_history_events = inp.max_history_events
+        self.tool_timeout = timedelta(seconds=inp.tool_timeout_seconds)
 
     # ---- queries -------------------------------------------------------------------------------------
     @workflow.query
@@ -152,7 +155,8 @@ class ExperimentWorkflow:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self.s.continued += 1
                 workflow.continue_as_new(ExperimentInput(spec=self.s.spec, state=self.s,
-                                                         max_history_events=self.max_history_events))
+                                                         max_history_events=self.max_history_events,
+                                                         tool_timeout_seconds=int(self.tool_timeout.total_seconds())))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return render(self.s)
 
@@ -328,7 +332,7 @@ class ExperimentWorkflow:
         try:
             receipt = await workflow.execute_activity(
                 proposal.name, call, result_type=ToolReceipt, retry_policy=TOOL_RETRY,
-                start_to_close_timeout=CHECK_TIMEOUT if proposal.name == ToolName.CheckMetrics else TOOL_TIMEOUT,
+                start_to_close_timeout=CHECK_TIMEOUT if proposal.name == ToolName.CheckMetrics else self.tool_timeout,
                 summary=f"{proposal.step}: {proposal.name}")
         except ActivityError as exc:
             cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause or exc)

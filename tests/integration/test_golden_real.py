@@ -175,7 +175,7 @@ def test_guardrail_breach_stops_and_rolls_back_on_real_systems(real: RealStack) 
 
 def test_a_worker_killed_during_allocate_traffic_leaves_one_strategy_change(real: RealStack) -> None:
     config = _config(real.tmp / "dies.toml", real.unleash, real.prometheus,
-                     faults='\n[faults]\nkill_after_apply = "allocate-0"\n')
+                     faults='\n[faults]\nkill = "allocate-0:after"\n')
     doomed = real.worker("doomed", config, queue="crash")
     started = real.cli("start", str(real.spec("clear-win", "real-crash")), queue="crash")
     assert started.returncode == 0, started.stderr
