@@ -145,3 +145,29 @@ def test_a_worker_killed_at_a_side_effect_changes_nothing(scenario: str, step: s
     assert effects == expected_effects
     keyed = {name: store for name, store in effects.items() if name != "dashboards"}  # pages are per content
     assert all(count == 1 for store in keyed.values() for count in store.values()), keyed
+
+
+def test_the_temporal_server_killed_mid_experiment_resumes_and_decides_the_same(
+        tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    expected_report, expected_effects = _baseline(tmp_path_factory, "breach")
+    run = Run(tmp_path)
+    port = int(run.server.address.rpartition(":")[2])
+    worker = run.worker("worker")
+    try:
+        assert run.cli("start", str(_spec(tmp_path, "breach")), "--tool-timeout", str(TOOL_TIMEOUT)).returncode == 0
+        time.sleep(1.0)  # some hourly checks in: the crash lands mid-experiment
+        status = run.cli("status", "fault-breach").stdout
+        assert "fault-breach: running" in status and "latest check" in status, status
+        run.server.process.kill()
+        run.server.process.wait(timeout=30)
+        run.server = devserver.start(tmp_path / "temporal.sqlite", port, None)
+        finished = run.cli("watch", "fault-breach", "--quiet")
+        assert finished.returncode == 0, finished.stderr
+        report = run.report("fault-breach")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        run.close()
+    assert report["decision"]["state"] == expected_report["decision"]["state"]
+    assert _trail(report) == _trail(expected_report)
+    assert run.effects() == expected_effects
