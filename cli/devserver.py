@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,23 @@ def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 10) ->
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=grace_seconds)
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, timeout: float,
+                     log_tail: Callable[[], str], stop: Callable[[], None], poll_seconds: float = 0.1) -> None:
+    """Wait for a server we started to answer; if it exits or stays silent, stop it and raise with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_tail()
+            stop()
+            raise RuntimeError(f"{what} exited with {process.returncode}: {tail}")
+        if ready():
+            return
+        time.sleep(poll_seconds)
+    tail = log_tail()
+    stop()
+    raise RuntimeError(f"{what} did not become ready within {timeout:.0f} s: {tail}")
 
 
 def free_port() -> int:
@@ -74,16 +92,9 @@ def start(db_file: Path, port: int, ui_port: int | None, log_file: Path | None =
     process = subprocess.Popen(command(db_file, port, ui_port), stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, start_new_session=True)
     server = DevServer(process, f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}" if ui_port else None)
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_file.read_text(errors="replace")[-2000:] if log_file else ""
-            raise RuntimeError(f"temporal server exited with {process.returncode}: {tail}")
-        if answers(server.address):
-            return server
-        time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"temporal server did not answer on {server.address} within {ready_timeout:.0f} s")
+    wait_until_ready(process, lambda: answers(server.address), f"temporal server on {server.address}", ready_timeout,
+                     lambda: log_file.read_text(errors="replace")[-2000:] if log_file else "", server.stop)
+    return server
 
 
 def main() -> int:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from cli.devserver import free_port, stop_process
+from cli.devserver import free_port, stop_process, wait_until_ready
 from tests.tools import system_tool
 
 HOW = "apt-get install prometheus (Debian), then run make test-integration"
@@ -77,15 +76,6 @@ def start() -> Prometheus:
              "--web.enable-admin-api"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     server = Prometheus(process=process, root=root, port=port)
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = server.log()
-            server.stop()
-            raise RuntimeError(f"prometheus exited with {process.returncode}: {tail}")
-        if _ready(server.url):
-            return server
-        time.sleep(0.1)
-    tail = server.log()
-    server.stop()
-    raise RuntimeError(f"prometheus did not become ready on {server.url} within {READY_SECONDS:.0f} s: {tail}")
+    wait_until_ready(process, lambda: _ready(server.url), f"prometheus on {server.url}", READY_SECONDS, server.log,
+                     server.stop, poll_seconds=0.1)
+    return server

@@ -14,7 +14,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.devserver import free_port, stop_process
+from cli.devserver import free_port, stop_process, wait_until_ready
 from tests.servers.postgres import Postgres
 
 UNLEASH_VERSION = "8.2.0"
@@ -121,15 +120,6 @@ def start(postgres: Postgres) -> Unleash:
                                    stdin=subprocess.DEVNULL, start_new_session=True,
                                    env={**os.environ, "ABROLLOUT_UNLEASH": json.dumps(settings)})
     server = Unleash(process=process, root=root, port=port, token=token)
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = server.log()
-            server.stop()
-            raise RuntimeError(f"unleash exited with {process.returncode}: {tail}")
-        if _ready(server.url):
-            return server
-        time.sleep(0.2)
-    tail = server.log()
-    server.stop()
-    raise RuntimeError(f"unleash did not become ready on {server.url} within {READY_SECONDS:.0f} s: {tail}")
+    wait_until_ready(process, lambda: _ready(server.url), f"unleash on {server.url}", READY_SECONDS, server.log,
+                     server.stop, poll_seconds=0.2)
+    return server
