@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import multiprocessing
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -20,6 +19,7 @@ from adapters.local_registry import LocalRegistry
 from adapters.local_tickets import LocalTickets
 from adapters.protocols import ConcurrencyRefused
 from tests.conftest import BASE_SPEC
+from tests.races import race
 
 
 def _registration(name: str, max_concurrent: int = 1) -> RegisterExperimentArgs:
@@ -84,15 +84,7 @@ def _register_in_process(path: str, name: str, barrier: Barrier, results: Queue[
 def test_two_workers_registering_at_once_cannot_both_take_the_last_slot(tmp_path: Path) -> None:
     path = tmp_path / "registry.sqlite"
     LocalRegistry(path)
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(4), context.Queue()
-    workers = [context.Process(target=_register_in_process, args=(str(path), f"race-{i}", barrier, results))
-               for i in range(4)]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=60) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=60)
+    outcomes = race(_register_in_process, str(path))
     assert sorted(o == "refused" for o in outcomes) == [False, True, True, True]
 
 

@@ -6,7 +6,6 @@ errors name what is missing but never the password."""
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from adapters.postgres_registry import PostgresRegistry
 from adapters.protocols import AdapterConfigError, ConcurrencyRefused
 from adapters.simulator import Rows, simulate_hour
 from cli.devserver import free_port
+from tests.races import race
 from tests.servers.postgres import Postgres
 from tests.test_local_metrics import ARMS as STORE_ARMS
 from tests.test_local_metrics import EXP as STORE_EXP
@@ -386,15 +386,7 @@ def _register_in_process(dsn: str, name: str, barrier: Barrier, results: Queue[s
 
 def test_four_workers_registering_at_once_cannot_both_take_the_last_slot(registry: PostgresRegistry,
                                                                           postgres: Postgres, database: str) -> None:
-    context = multiprocessing.get_context("spawn")
-    barrier, results = context.Barrier(4), context.Queue()
-    workers = [context.Process(target=_register_in_process,
-                               args=(postgres.dsn(database), f"race-{i}", barrier, results)) for i in range(4)]
-    for worker in workers:
-        worker.start()
-    outcomes = [results.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=60)
+    outcomes = race(_register_in_process, postgres.dsn(database))
     assert sorted(outcome == "refused" for outcome in outcomes) == [False, True, True, True]
     assert postgres.psql("SELECT count(*) FROM abrollout_experiments WHERE status = 'running'", database) == "1\n"
 
