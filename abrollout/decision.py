@@ -188,6 +188,13 @@ def decide(plan: AnalysisPlan, verdict: CheckVerdict, *, at_cap: bool) -> Decisi
     stop = _guardrail_stop(plan, verdict)
     if stop is not None:
         return stop
+    if verdict.no_data and at_cap:  # nothing is concluded from the data; the cap still ends the experiment
+        return Decision(
+            state="inconclusive",
+            rationale=f"duration cap reached with no usable data ({verdict.no_data_reason or 'no data'}); "
+            "nothing is concluded; roll back to control",
+            citations=(cite("data.1"), cite("decision.4"), f"metric={plan.primary_metric}"),
+        )
     if verdict.no_data:
         return Decision(
             state="running",

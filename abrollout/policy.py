@@ -49,6 +49,7 @@ class PolicyParameters:
     srm_p_threshold: float = 0.001
     promote_min_effect_fraction_of_mde: float = 0.5
     no_data_grace_checks: int = 3
+    stale_data_hours: float = 3.0  # newest event this much older than a check's window end: the data is stale
     severity_guardrail_stop: str = "high"
     severity_srm: str = "high"
     severity_harm: str = "medium"
@@ -117,7 +118,8 @@ _CLAUSES = (
            "recorded."),
     Clause("manual.2", "Manual promote", "A manual promote names an arm of the spec and is refused while a "
            "guardrail is breached."),
-    Clause("data.1", "No decision on missing data", f"A check with no or stale data decides nothing; after "
+    Clause("data.1", "No decision on missing data", f"A check with no or stale data (newest event more than "
+           f"{PARAMS.stale_data_hours:g} h before the window's end) decides nothing; after "
            f"{PARAMS.no_data_grace_checks} such checks in a row a ticket is opened."),
     Clause("receipts.1", "Receipts", "A step is done only when the outside system returned an id and, for flag "
            "changes, the post-state was read back and matched."),

@@ -192,6 +192,9 @@ class CheckInput(Frozen):
         description="Primary-metric n per arm at planned looks 1..k-1 (a look without data repeats the one "
         "before); the boundary at look k depends on the information at every earlier look.",
     )
+    data_age_seconds: float | None = Field(
+        default=None, ge=0, description="How much older the newest exposure or event is than the window's end "
+        "(experiment seconds); None when the source cannot tell.")
 
     @model_validator(mode="after")
     def _look_history(self) -> CheckInput:

@@ -16,13 +16,15 @@ from adapters.protocols import MetricsSnapshot, MetricsSource, Registry
 
 def _check_input(args: CheckMetricsArgs, primary: str, snapshot: MetricsSnapshot) -> CheckInput:
     guardrails = [g.name for g in args.guardrails]
+    freshest = snapshot.freshest_event_seconds
     return CheckInput(
         kind=args.kind, look=args.check_index if args.kind == "analysis" else 0,
         primary=snapshot.metrics.get(primary, {}),
         guardrail_stats={name: snapshot.metrics[name] for name in guardrails if name in snapshot.metrics},
         guardrail_values={name: snapshot.observed[name] for name in guardrails if name in snapshot.observed},
         assignments=snapshot.assignments,
-        prior_look_sizes=tuple(args.prior_look_sizes) if args.kind == "analysis" else ())
+        prior_look_sizes=tuple(args.prior_look_sizes) if args.kind == "analysis" else (),
+        data_age_seconds=None if freshest is None else max(0.0, args.at_seconds - freshest))
 
 
 async def run_check(registry: Registry, metrics: MetricsSource, args: CheckMetricsArgs) -> ToolReceipt:

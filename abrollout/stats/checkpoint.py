@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 from abrollout.contracts.spec import EffectKind, Guardrail, GuardrailScope, MetricKind
+from abrollout.policy import PARAMS
 from abrollout.stats import always_valid
 from abrollout.stats.boundaries import Spending, efficacy_bounds, information_fractions
 from abrollout.stats.effects import Comparison, compare, effective_size, two_sided_p
@@ -278,13 +279,21 @@ def _guardrail(
     )
 
 
+def _stale(age_seconds: float | None) -> str | None:
+    if age_seconds is None or age_seconds <= PARAMS.stale_data_hours * 3600:
+        return None
+    return (f"stale data: the newest event is {age_seconds / 3600:.1f} h older than the window's end "
+            f"(limit {PARAMS.stale_data_hours:g} h); the metrics pipeline may be behind")
+
+
 def evaluate_check(plan: AnalysisPlan, data: CheckInput) -> CheckVerdict:
     """Evaluate one check. Pure: same plan and data, same verdict.
 
     `no_data` (data.1) is set for `analysis`/`status` checks when the primary cannot be compared yet (an arm
     with fewer than 2 users, no variation, a zero control mean), and for `guardrail` checks when there was
-    nothing to check at all (no assignments and no guardrail data). Guardrails and SRM are still evaluated on
-    whatever data did arrive.
+    nothing to check at all (no assignments and no guardrail data); and for any check whose newest data is
+    older than the policy's staleness limit. Guardrails and SRM are still evaluated on whatever data did arrive:
+    harm seen in late data is still harm.
     """
     if data.kind == "analysis" and data.look > plan.planned_looks:
         raise ValueError(f"look {data.look} is beyond the {plan.planned_looks} planned looks")
@@ -297,6 +306,7 @@ def evaluate_check(plan: AnalysisPlan, data: CheckInput) -> CheckVerdict:
     if data.kind == "guardrail":
         empty = srm is None and not any(g.evaluated for g in guardrails)
         missing = "no assignments and no guardrail data" if empty else None
+    missing = missing or _stale(data.data_age_seconds)
     return CheckVerdict(
         kind=data.kind,
         look=data.look,

@@ -111,6 +111,19 @@ def test_guardrail_check_with_nothing_at_all_is_no_data() -> None:
     assert evaluate_check(make_plan(), CheckInput(kind="guardrail")).no_data
 
 
+def test_stale_data_decides_nothing_but_harm_in_it_still_counts() -> None:
+    n = 3 * DAY
+    crossing = analysis(3, proportion(n, 14_400), proportion(n, 15_600), data_age_seconds=5 * 3600)
+    stale = evaluate_check(make_plan(), crossing)
+    assert stale.no_data and "stale data: the newest event is 5.0 h older" in stale.no_data_reason
+    assert stale.arms and stale.arms[0].crossed_efficacy, "the numbers are recorded, the rule decides nothing"
+    fresh = evaluate_check(make_plan(), crossing.model_copy(update={"data_age_seconds": 3 * 3600}))
+    assert not fresh.no_data
+    srm = CheckInput(kind="guardrail", assignments={"control": 5000, "treatment": 5400}, data_age_seconds=86_400)
+    late = evaluate_check(make_plan(), srm)
+    assert late.no_data and late.srm is not None and late.srm.flagged
+
+
 def test_status_look_uses_the_always_valid_test() -> None:
     n = DAY
     data = CheckInput(kind="status", primary={"control": proportion(n, 4_800), "treatment": proportion(n, 5_300)})

@@ -91,11 +91,14 @@ def test_still_running_says_where_it_stands() -> None:
     assert decision.state == "running" and f"short of the {plan.spending_label} boundary" in decision.rationale
 
 
-def test_no_data_never_decides_even_at_the_cap() -> None:
+def test_no_data_decides_nothing_and_at_the_cap_ends_inconclusive() -> None:
     plan = make_plan()
     data = CheckInput(kind="analysis", look=1, primary={"control": MetricStats(n=0, sum=0, sum_sq=0)})
-    decision = run(plan, data, at_cap=True)
+    decision = run(plan, data)
     assert decision.state == "running" and decision.citations[0] == "exp_policy.v5#data.1"
+    at_cap = run(plan, data, at_cap=True)
+    assert at_cap.state == "inconclusive" and "no usable data" in at_cap.rationale
+    assert at_cap.citations[:2] == ("exp_policy.v5#data.1", "exp_policy.v5#decision.4")
 
 
 def test_status_look_never_decides_on_the_primary_and_states_the_valid_conclusion() -> None:
