@@ -57,3 +57,25 @@ def single_arm_state(current: FlagState | None, flag_key: str, arm: str) -> Flag
     only = Variant(name=arm, weight=TOTAL_WEIGHT, weight_type="variable", stickiness=strategy.stickiness)
     return FlagState(name=flag_key, enabled=True,
                      strategies=(strategy.model_copy(update={"rollout": 100, "variants": (only,)}),))
+
+
+def differences(expected: FlagState, observed: FlagState | None) -> list[str]:
+    """What the flag serves that was not asked for, in words a person can check in the flag UI."""
+    if observed is None:
+        return ["the flag does not exist"]
+    found = [f"{field}: expected {getattr(expected, field)}, observed {getattr(observed, field)}"
+             for field in ("enabled",) if getattr(expected, field) != getattr(observed, field)]
+    if len(expected.strategies) != len(observed.strategies):
+        return [*found, f"strategies: expected {len(expected.strategies)}, observed {len(observed.strategies)}"]
+    for number, (want, got) in enumerate(zip(expected.strategies, observed.strategies, strict=True), 1):
+        for field in FlexibleRollout.model_fields:
+            mine, theirs = getattr(want, field), getattr(got, field)
+            if mine != theirs:
+                found.append(f"strategy {number} {field}: expected {_shown(mine)}, observed {_shown(theirs)}")
+    return found or ["the states differ"]
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, tuple) and all(isinstance(v, Variant) for v in value):
+        return ", ".join(f"{v.name} {v.weight / TOTAL_WEIGHT:.1%}" for v in value) or "none"
+    return str(value)[:200]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abrollout.contracts.tools import ToolReceipt
 from abrollout.flag_eval import FlagState
+from abrollout.flag_plan import differences
 from adapters.protocols import FlagProvider
 
 
@@ -19,7 +20,8 @@ async def apply_verified(flags: FlagProvider, flag_key: str, desired: FlagState,
     replayed = existing is not None
     if observed != desired:
         return ToolReceipt(tool="", ok=False, ref=change.change_id,
-                           message=f"read-back mismatch on {flag_key}: the flag does not serve what was applied",
+                           message=f"read-back mismatch on {flag_key}: the flag does not serve what was applied "
+                           f"({'; '.join(differences(desired, observed))})",
                            data={"expected": desired.model_dump(mode="json"),
                                  "observed": observed.model_dump(mode="json") if observed else None,
                                  "replayed": replayed})

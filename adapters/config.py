@@ -35,6 +35,7 @@ from adapters.local_flags import LocalFlags
 from adapters.local_metrics import LocalMetrics
 from adapters.local_registry import LocalRegistry
 from adapters.local_tickets import LocalTickets
+from adapters.misbehaving import Misbehaviours, misbehaving
 from adapters.protocols import AdapterConfigError, Adapters, FlagProvider, MetricsSource, Registry, TicketSystem
 
 SECRET_VARIABLES = {
@@ -86,8 +87,9 @@ class GitHubSection(Section):
     api_url: str = "https://api.github.com"
 
 
-class FaultsSection(Section):
-    """Test-only fault injection (adapters/faults.py)."""
+class FaultsSection(Misbehaviours):
+    """Test-only fault injection: a worker that dies (adapters/faults.py) or outside systems that misbehave
+    (adapters/misbehaving.py, one table per adapter)."""
 
     kill: str | None = Field(default=None, description="<step>:<before|after>: SIGKILL the worker at that point.")
 
@@ -243,6 +245,7 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
                         dashboards=LocalDashboards(data_dir / "dashboards"),
                         tickets=await _tickets(config, data_dir, secrets, stack), accelerated_clock_allowed=simulate,
                         tsdb=tsdb)
+    adapters = misbehaving(adapters, config.faults)
     if config.faults.kill:
         try:
             return with_kill_point(adapters, KillPoint.parse(config.faults.kill))

@@ -28,6 +28,24 @@ def test_unknown_keys_and_choices_are_refused_naming_the_key(tmp_path: Path) -> 
         load_config(str(tmp_path / "missing.toml"))
 
 
+def test_fault_tables_are_checked_like_every_other_setting(tmp_path: Path) -> None:
+    bad = tmp_path / "faults.toml"
+    bad.write_text('[faults.flags]\nerror = "teapot"\n')
+    with pytest.raises(AdapterConfigError, match=r"\[faults.flags.error\]"):
+        load_config(str(bad))
+    bad.write_text('[faults.metrics]\nhand_edit_after = ["allocate-0"]\n')  # only flags can be edited by hand
+    with pytest.raises(AdapterConfigError, match=r"\[faults.metrics.hand_edit_after\]"):
+        load_config(str(bad))
+
+
+async def test_misbehaving_adapters_say_so_in_their_names(tmp_path: Path) -> None:
+    config = WorkerConfig.model_validate({"faults": {"flags": {"fail_calls": [1]}, "metrics": {"empty": True}}})
+    async with AsyncExitStack() as stack:
+        adapters = await build_adapters(config, tmp_path, {}, stack)
+    assert adapters.flags.name == adapters.metrics.name == "local (misbehaving: test faults)"
+    assert adapters.registry.name == "local"
+
+
 def test_secrets_come_from_the_environment_over_a_secrets_file(tmp_path: Path) -> None:
     secrets_file = tmp_path / "secrets.toml"
     secrets_file.write_text('unleash_token = "from-file"\ngithub_token = "gh-file"\n')

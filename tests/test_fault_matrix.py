@@ -53,11 +53,12 @@ class Run:
         self.env = {**os.environ, "TEMPORAL_ADDRESS": self.server.address, "ABROLLOUT_DATA_DIR": str(tmp / "data"),
                     "ABROLLOUT_METRICS": "off", "ABROLLOUT_TASK_QUEUE": "faults"}
 
-    def worker(self, name: str, kill: str | None = None) -> subprocess.Popen[bytes]:
+    def worker(self, name: str, faults: str | None = None) -> subprocess.Popen[bytes]:
+        """A worker.py process; `faults` is the TOML of its `[faults]` tables."""
         env = dict(self.env)
-        if kill:
+        if faults:
             config = self.tmp / f"{name}.toml"
-            config.write_text(f'[faults]\nkill = "{kill}"\n')
+            config.write_text(faults)
             env["ABROLLOUT_CONFIG"] = str(config)
         log = self.tmp / f"{name}.log"
         with open(log, "wb") as out:
@@ -97,10 +98,11 @@ class Run:
         self.server.stop()
 
 
-def _run(tmp: Path, scenario: str, kill: str | None) -> tuple[dict[str, Any], dict[str, Counter[str]]]:
+def _run(tmp: Path, scenario: str, kill: str | None,
+         faults: str | None = None) -> tuple[dict[str, Any], dict[str, Counter[str]]]:
     run = Run(tmp)
     try:
-        first = run.worker("first", kill)
+        first = run.worker("first", f'[faults]\nkill = "{kill}"\n' if kill else faults)
         started = run.cli("start", str(_spec(tmp, scenario)), "--tool-timeout", str(TOOL_TIMEOUT))
         assert started.returncode == 0, started.stderr
         if kill:
@@ -171,3 +173,51 @@ def test_the_temporal_server_killed_mid_experiment_resumes_and_decides_the_same(
     assert report["decision"]["state"] == expected_report["decision"]["state"]
     assert _trail(report) == _trail(expected_report)
     assert run.effects() == expected_effects
+
+
+FLAKY_SYSTEMS = """
+[faults.flags]
+error = "5xx"
+fail_calls = [1, 2]
+delay_seconds = 0.05
+[faults.registry]
+error = "refused"
+fail_calls = [1]
+[faults.metrics]
+error = "timeout"
+fail_calls = [1]
+[faults.dashboards]
+error = "hang"
+fail_calls = [1]
+[faults.tickets]
+error = "5xx"
+fail_calls = [1]
+"""
+
+
+def test_flaky_outside_systems_are_retried_and_change_nothing(tmp_path: Path,
+                                                              tmp_path_factory: pytest.TempPathFactory) -> None:
+    """5xx, refused connections, client timeouts, a call that never answers (Temporal's start-to-close timeout
+    ends it) and slow answers, configured in a real worker's config file: the same decision, receipts and
+    effects as the run without faults."""
+    expected_report, expected_effects = _baseline(tmp_path_factory, "breach")
+    report, effects = _run(tmp_path, "breach", None, FLAKY_SYSTEMS)
+    assert report["decision"]["state"] == expected_report["decision"]["state"]
+    assert _trail(report) == _trail(expected_report)
+    assert effects == expected_effects
+    log = (tmp_path / "first.log").read_text()
+    assert "misbehaving: test faults" in log, "the worker says at start-up that its systems misbehave"
+
+
+def test_a_flag_edited_by_hand_stops_a_real_worker_safely(tmp_path: Path) -> None:
+    report, effects = _run(tmp_path, "win", None, '[faults.flags]\nhand_edit_after = ["allocate-0"]\n')
+    assert report["decision"]["state"] == "guardrail_stop"
+    assert "read-back mismatch" in report["decision"]["rationale"]
+    receipts = {r["step"]: r for r in report["receipts"]}
+    assert not receipts["allocate-0"]["ok"] and receipts["rollback"]["ok"]
+    with sqlite3.connect(tmp_path / "data" / "flags.sqlite") as con:
+        (served,) = con.execute("SELECT state_json FROM flags").fetchone()
+    assert [v["name"] for v in json.loads(served)["strategies"][0]["variants"]] == ["control"]
+    with sqlite3.connect(tmp_path / "data" / "tickets.sqlite") as con:
+        assert [row[0] for row in con.execute("SELECT severity FROM tickets")] == ["critical"]
+    assert all(count == 1 for count in effects["flags"].values())
