@@ -27,6 +27,7 @@ class Command(BaseModel):
     kind: CommandKind
     reason: str
     arm: str | None = None
+    ramp_step: int | None = None
     source: str = "manual"
 
 

@@ -55,6 +55,7 @@ TOOL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coeffici
                          maximum_interval=timedelta(seconds=30), maximum_attempts=8,
                          non_retryable_error_types=NON_RETRYABLE)
 CHECK_TIMEOUT = timedelta(minutes=5)
+FLAG_CHANGES = (ToolName.RollbackVariant, ToolName.PromoteVariant)
 DUE_TOLERANCE = 0.5  # experiment seconds: float slack when comparing the clock with a due time
 
 
@@ -82,6 +83,7 @@ class ExperimentWorkflow:
         self.s = inp.state or RunState(spec=inp.spec, plan=plan(inp.spec))
         self.max_history_events = inp.max_history_events
         self.tool_timeout = timedelta(seconds=inp.tool_timeout_seconds)
+        self._handling = False  # the first queued command is being carried out
 
     # ---- queries -------------------------------------------------------------------------------------
     @workflow.query
@@ -106,7 +108,10 @@ class ExperimentWorkflow:
 
     @workflow.signal
     def alert(self, request: AlertRequest) -> None:
-        if self.s.state is DecisionState.running and self.s.started_at is not None and not self.s.closing:
+        waiting = self.s.commands[1:] if self._handling else self.s.commands
+        pending = any(c.kind == "alert" for c in waiting)  # a re-sent alert adds no second check
+        if self.s.state is DecisionState.running and self.s.started_at is not None and not (
+                self.s.closing or pending):
             self.s.commands.append(Command(kind="alert", reason=request.reason, source=request.source))
 
     # ---- updates: the same, for callers who need an answer; validators write nothing to history ---------
@@ -131,7 +136,7 @@ class ExperimentWorkflow:
     async def change_allocation(self, request: AllocationChange) -> Report:
         step = check_allocation_change(self.s, request)
         return await self._run_command(Command(kind="advance_ramp", reason=f"{request.reason} (step {step})",
-                                               source="update"))
+                                               ramp_step=step, source="update"))
 
     @change_allocation.validator
     def _validate_allocation(self, request: AllocationChange) -> None:
@@ -280,6 +285,7 @@ class ExperimentWorkflow:
     async def _handle_commands(self) -> None:
         while self.s.commands and self.s.state is DecisionState.running and not self.s.closing:
             command = self.s.commands[0]
+            self._handling = True
             if command.kind == "stop":
                 self.s.decide(DecisionState.rollback, f"manual stop: {command.reason}", [cite("manual.1")])
             elif command.kind == "promote":
@@ -288,9 +294,10 @@ class ExperimentWorkflow:
             elif command.kind == "alert":
                 index = len(self.s.checkpoints)
                 await self._check(int(self._experiment_seconds()), "guardrail", index, step=f"check-alert-{index}")
-            else:
-                await self._apply_ramp_step(self.s.ramp_applied + 1)
+            elif command.ramp_step == self.s.ramp_applied + 1:  # a duplicate of an applied step does nothing
+                await self._apply_ramp_step(command.ramp_step)
             self.s.commands.pop(0)
+            self._handling = False
             self.s.handled_commands += 1
         if self.s.state is not DecisionState.running:
             self.s.commands.clear()
@@ -303,13 +310,27 @@ class ExperimentWorkflow:
             PARAMS.severity_srm if "srm" in self.s.breaches else PARAMS.severity_guardrail_stop)
         proposals = closing_proposals(self.s.plan, self.s.state, self.s.rationale, arm=self.s.decided_arm,
                                       severity=severity)
+        unverified = []
         for proposal in proposals:
             receipt = await self._execute(proposal)
             self.s.decision_receipts.append(receipt.ref)
+            if not receipt.ok and receipt.ref != "blocked" and proposal.name in FLAG_CHANGES:
+                unverified.append(f"{proposal.step}: {receipt.message}")
+        if unverified:
+            await self._unverified_close_ticket(unverified)
         await self._snapshot("snapshot-final", self.s.state.value)
         self.s.finished = True
         self.s.closing = False
         self._show_details()
+
+    async def _unverified_close_ticket(self, failures: list[str]) -> None:
+        """The decision's own flag change could not be verified: nobody may assume the flag is safe."""
+        body = (f"The {self.s.state.value} decision was made, but its flag change was not verified: "
+                f"{'; '.join(failures)}. Check what the flag serves now and fix it by hand "
+                f"[{cite('receipts.1')}]")
+        await self._execute(ticket_proposal(self.s.plan, "ticket-unverified-close",
+                                            f"Unverified flag change: {self.s.plan.exp_key}", body,
+                                            PARAMS.severity_unverified_change))
 
     # ---- tools -------------------------------------------------------------------------------------------
     async def _snapshot(self, step: str, label: str) -> None:

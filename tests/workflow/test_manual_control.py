@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
 from abrollout.contracts.records import DecisionState
@@ -117,3 +117,23 @@ async def test_a_retried_activity_leaves_one_change_and_one_receipt(env: Workflo
     allocate = [r for r in report.receipts if r.step == "allocate-0"]
     assert len(allocate) == 1 and allocate[0].ok
     assert "already applied under this key" in allocate[0].message
+
+
+async def test_a_ramp_step_requested_twice_at_once_is_applied_once(lab: Lab) -> None:
+    handle = await start_experiment(lab.env.client, golden_spec("abn", name="double-ramp"), lab.task_queue)
+    await lab.env.sleep(timedelta(hours=2))
+    request = AllocationChange(ramp_step=1, reason="looks healthy")
+    first = await handle.start_update(ExperimentWorkflow.change_allocation, request,
+                                      wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+    second = await handle.start_update(ExperimentWorkflow.change_allocation, request,
+                                       wait_for_stage=WorkflowUpdateStage.ACCEPTED)  # both accepted at step 0
+    reports = [await first.result(), await second.result()]
+    assert [r.allocation.exposure_percent for r in reports] == [100.0, 100.0]
+    changes = await lab.adapters.flags.changes("abr.double-ramp")  # type: ignore[attr-defined]
+    assert [key.split(":")[1] for _, key, _ in changes] == ["flag", "allocate-0", "allocate-1"]
+    await handle.execute_update(ExperimentWorkflow.request_stop, StopRequest(reason="done"), id="stop-once")
+    again = await handle.execute_update(ExperimentWorkflow.request_stop, StopRequest(reason="done"), id="stop-once")
+    assert again.decision.state is DecisionState.rollback  # the same update id: Temporal answers it once
+    report = await handle.result()
+    assert [r.step for r in report.receipts].count("stop") == 1
+    assert [r.step for r in report.receipts].count("allocate-1") == 1
