@@ -13,7 +13,7 @@ from abrollout.contracts.spec import Domain, ExperimentSpec
 from abrollout.planner import plan
 from abrollout.problems import errors_only
 from abrollout.stats.planning import power_plan, power_warnings
-from cli import commands, render
+from cli import alert_receiver, commands, render
 from cli.exits import OK, UserFacingError
 from cli.spec_input import load_checked_spec, refuse
 
@@ -111,6 +111,12 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
     alert = _temporal(sub, "alert", commands.cmd_alert, "push an alert: run a guardrail check now")
     alert.add_argument("--reason", default="alert from the CLI", help="what fired")
+
+    receiver = _temporal(sub, "alert-receiver", alert_receiver.cmd_alert_receiver, "receive Alertmanager webhooks "
+                         "(POST /alerts): each firing alert's `experiment` label gets an alert signal, so that "
+                         "experiment runs a guardrail check now; runs in the foreground until Ctrl-C",
+                         takes_id=False)
+    alert_receiver.add_arguments(receiver)
 
     _temporal(sub, "status", commands.cmd_status, "the decision state, the latest check and the receipts count")
 
