@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from abrollout.contracts.records import Checkpoint, DecisionState, ReceiptRecord
 from abrollout.contracts.spec import ExperimentSpec
-from abrollout.contracts.tools import ToolProposal, ToolReceipt
+from abrollout.contracts.tools import ToolName, ToolProposal, ToolReceipt
 from abrollout.planner import ExperimentPlan
 
 CommandKind = Literal["stop", "promote", "alert", "advance_ramp"]
@@ -29,6 +29,10 @@ class Command(BaseModel):
     arm: str | None = None
     ramp_step: int | None = None
     source: str = "manual"
+
+
+CARRIED_ROUTINE_CHECKS = 48
+"""Routine hourly checks a continued run keeps: two days of the dashboard's recent history."""
 
 
 class RunState(BaseModel):
@@ -81,6 +85,17 @@ class RunState(BaseModel):
             if checkpoint.kind == "analysis":
                 sizes.append(checkpoint.sizes or (sizes[-1] if sizes else {}))
         return sizes
+
+    def carried(self) -> RunState:
+        """The state a continued run starts from, bounded however long the experiment runs (Temporal refuses
+        a payload over 2 MB): every receipt, every analysis look and every check that breached or lacked data
+        (what the report shows), the latest routine checks for the dashboard's recent history, and no check
+        proposals (the plan rebuilds them). Older routine checks stay in earlier runs' histories."""
+        recent = len(self.checkpoints) - CARRIED_ROUTINE_CHECKS
+        kept = [c for i, c in enumerate(self.checkpoints)
+                if c.kind == "analysis" or c.breaches or c.no_data or i >= recent]
+        proposals = [p for p in self.proposals if p.name != ToolName.CheckMetrics]
+        return self.model_copy(update={"checkpoints": kept, "proposals": proposals})
 
     def record(self, proposal: ToolProposal, receipt: ToolReceipt) -> ReceiptRecord:
         """Add a receipt; an ok one makes its ref available to later placeholders and preconditions."""

@@ -159,7 +159,7 @@ class ExperimentWorkflow:
             if self._should_continue_as_new():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self.s.continued += 1
-                workflow.continue_as_new(ExperimentInput(spec=self.s.spec, state=self.s,
+                workflow.continue_as_new(ExperimentInput(spec=self.s.spec, state=self.s.carried(),
                                                          max_history_events=self.max_history_events,
                                                          tool_timeout_seconds=int(self.tool_timeout.total_seconds())))
         await workflow.wait_condition(workflow.all_handlers_finished)
