@@ -113,6 +113,7 @@ class Simulator:
         self._store = store
         self._flags = flags
         self._locks: dict[str, threading.Lock] = {}
+        self._done: dict[str, int] = {}  # hours done as the store last said: a hint, the store decides
 
     async def advance(self, registered: Registered, until_seconds: int) -> None:
         """Generate the experiment's hours up to `until_seconds`, assigning by the flag as it is now (so ramp
@@ -126,11 +127,16 @@ class Simulator:
 
     def _advance(self, exp_key: str, simulation: Simulation, flag: FlagState | None, until_hour: int) -> None:
         # The store's transaction makes each hour exactly-once; the lock only spares concurrent checks of the
-        # same experiment from generating the same hour and losing the write race.
+        # same experiment from generating the same hour and losing the write race. The progress is read from the
+        # store once, then taken from what write_hour answers: if another writer moved it meanwhile, write_hour
+        # writes nothing and answers the store's count, so a stale hint costs one hour generated in vain.
         with self._locks.setdefault(exp_key, threading.Lock()):
-            done = self._store.hours_done(exp_key)
+            done = self._done.get(exp_key)
+            if done is None:
+                done = self._store.hours_done(exp_key)
             while done < until_hour:
                 done = self._store.write_hour(exp_key, done, simulate_hour(simulation, flag, done))
+            self._done[exp_key] = done
 
 
 def simulate_hour(simulation: Simulation, flag: FlagState | None, hour: int) -> Rows:

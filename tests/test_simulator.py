@@ -133,9 +133,9 @@ async def test_a_crash_inside_an_hour_leaves_nothing_of_it(tmp_path: Path, monke
     def crash_on_fourth_hour(*args: Any) -> None:
         nonlocal calls
         calls += 1
-        real_insert(*args)  # the hour's rows are in the transaction...
+        real_insert(*args)  # the hour's claim and rows are in the transaction...
         if calls == 4:
-            raise RuntimeError("worker died")  # ...and die before the progress update
+            raise RuntimeError("worker died")  # ...and die before the commit
 
     monkeypatch.setattr(local_metrics, "_insert", crash_on_fourth_hour)
     crashed = store(tmp_path, name="crashed")
@@ -154,6 +154,17 @@ async def test_concurrent_checks_write_each_hour_once(tmp_path: Path) -> None:
     await asyncio.gather(*(advance(racing, sim, 8) for _ in range(4)))
     await advance(store(tmp_path, name="alone"), sim, 8)
     assert table_dump(tmp_path / "racing.duckdb") == table_dump(tmp_path / "alone.duckdb")
+
+
+async def test_a_simulator_behind_another_writer_writes_nothing_twice(tmp_path: Path) -> None:
+    sim = simulation()
+    first, second = store(tmp_path, name="shared"), store(tmp_path, name="shared")  # two stores, one file
+    await advance(first, sim, 3)  # first now believes 3 hours are done...
+    await advance(second, sim, 6)
+    await advance(first, sim, 8)  # ...and learns from the store that 6 are
+    await advance(store(tmp_path, name="alone"), sim, 8)
+    assert table_dump(tmp_path / "shared.duckdb") == table_dump(tmp_path / "alone.duckdb")
+    assert first.hours_done(EXP) == second.hours_done(EXP) == 8
 
 
 async def test_without_a_flag_time_passes_but_nobody_is_exposed(tmp_path: Path) -> None:
