@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv lint test test-faults test-integration demo server worker bench bench-stats clean
+.PHONY: help venv lint test test-faults test-load test-integration demo server worker clean \
+	bench bench-stats bench-timeskip bench-metrics bench-orchestration bench-rollback bench-bucketing
 
 help:
 	@echo "make demo         run the main job on the embedded defaults"
@@ -13,8 +14,9 @@ help:
 	@echo "make test-faults  the whole fault matrix: a worker SIGKILLed before/after each side effect"
 	@echo "make server       run the Temporal dev server with its Web UI (foreground)"
 	@echo "make worker       run a worker against TEMPORAL_ADDRESS (foreground)"
-	@echo "make bench        run the benchmarks (ratios against baselines measured in the same run)"
-	@echo "make bench-stats  the statistics benchmark only"
+	@echo "make test-load    500 experiments at once on one worker (accelerated clock, embedded adapters)"
+	@echo "make bench        run every benchmark (ratios against baselines measured in the same run; ~15 min)"
+	@echo "make bench-stats | bench-timeskip | bench-metrics | bench-orchestration | bench-rollback | bench-bucketing"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +40,9 @@ test: lint
 test-faults: venv
 	ABROLLOUT_FAULT_MATRIX=all $(BIN)/pytest -q -rs tests/test_fault_matrix.py
 
+test-load: venv
+	ABROLLOUT_LOAD_EXPERIMENTS=500 $(BIN)/pytest -q -rs -s tests/test_load.py
+
 test-integration: venv
 	$(BIN)/pytest -q -rs tests/integration tests/test_client_specification.py
 
@@ -50,10 +55,26 @@ server: venv
 worker: venv
 	$(BIN)/python worker.py
 
+# Each benchmark prints its figures beside a baseline measured in the same run; bench/README.md has the table.
 bench-stats: venv
 	$(BIN)/python -m bench.stats_bench
 
-bench: bench-stats
+bench-timeskip: venv
+	$(BIN)/python -m bench.timeskip_bench
+
+bench-metrics: venv
+	$(BIN)/python -m bench.metrics_bench
+
+bench-orchestration: venv
+	$(BIN)/python -m bench.orchestration_bench
+
+bench-rollback: venv
+	$(BIN)/python -m bench.rollback_latency_bench
+
+bench-bucketing: venv
+	$(BIN)/python -m bench.bucketing_bench
+
+bench: bench-stats bench-timeskip bench-metrics bench-orchestration bench-rollback bench-bucketing
 
 clean:
 	rm -rf $(VENV) .abrollout .pytest_cache .mypy_cache .ruff_cache
