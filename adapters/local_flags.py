@@ -80,14 +80,14 @@ class LocalFlags:
         return await self.store.run(work)
 
     async def find_change(self, idempotency_key: str) -> Change | None:
-        return await self.store.run(lambda con: _find(con, idempotency_key))
+        return await self.store.read(lambda con: _find(con, idempotency_key))
 
     async def read(self, flag_key: str) -> FlagState | None:
         def work(con: sqlite3.Connection) -> FlagState | None:
             row = con.execute("SELECT state_json FROM flags WHERE flag_key = ?", (flag_key,)).fetchone()
             return FlagState.model_validate_json(row["state_json"]) if row else None
 
-        return await self.store.run(work)
+        return await self.store.read(work)
 
     async def changes(self, flag_key: str) -> list[tuple[str, str, str]]:
         """The change log of a flag: (change id, idempotency key, reason), oldest first."""
@@ -97,4 +97,4 @@ class LocalFlags:
                                (flag_key,)).fetchall()
             return [(r["change_id"], r["idempotency_key"], r["reason"]) for r in rows]
 
-        return await self.store.run(work)
+        return await self.store.read(work)

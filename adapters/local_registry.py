@@ -98,7 +98,7 @@ class LocalRegistry:
                 raise LookupError(f"experiment {exp_id} is not registered")
             return Registered(exp_id=exp_id, args=RegisterExperimentArgs.model_validate_json(row["args_json"]))
 
-        return await self.store.run(work)
+        return await self.store.read(work)
 
     async def start_run(self, exp_id: str, run_name: str, population: str, idempotency_key: str) -> str:
         return await self.store.run(lambda con: _start_run(con, exp_id, run_name, population, idempotency_key))
@@ -114,4 +114,4 @@ class LocalRegistry:
                                (domain,)).fetchall()
             return [str(r["exp_key"]) for r in rows]
 
-        return await self.store.run(work)
+        return await self.store.read(work)

@@ -50,4 +50,4 @@ class LocalTickets:
                                "ORDER BY seq", (exp_key,)).fetchall()
             return [dict(r) for r in rows]
 
-        return await self.store.run(work)
+        return await self.store.read(work)

@@ -2,14 +2,17 @@
 
 WAL lets readers run beside a writer, `BEGIN IMMEDIATE` takes the write lock up front so a
 read-check-write (is this key applied? is the domain full?) cannot interleave with another worker's.
+Reads take no lock: a deferred transaction reads one WAL snapshot, so checks reading the registry or a
+flag never queue behind each other or behind a writer. Each thread keeps its connection: opening one per
+call cost more than the query it ran (a check reads two stores).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,36 +23,38 @@ class SqliteStore:
     def __init__(self, path: Path, schema: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(schema)
+        self._local = threading.local()
+        con = self._connection()
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(schema)
 
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        con.row_factory = sqlite3.Row
-        con.execute("PRAGMA busy_timeout=30000")
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to the store, opened on first use."""
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA busy_timeout=30000")
+            self._local.con = con
         return con
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the lock from its first statement; rolled back on any error."""
-        con = self._connect()
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in a write transaction on a worker thread, so the event loop never blocks on the lock."""
+        return await asyncio.to_thread(self._in_transaction, work, "BEGIN IMMEDIATE")
+
+    async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run read-only `work` on one consistent snapshot, without the write lock, on a worker thread."""
+        return await asyncio.to_thread(self._in_transaction, work, "BEGIN")
+
+    def _in_transaction(self, work: Callable[[sqlite3.Connection], T], begin: str) -> T:
+        """`work` in one transaction on this thread's connection; rolled back on any error."""
+        con = self._connection()
         try:
-            con.execute("BEGIN IMMEDIATE")
-            yield con
+            con.execute(begin)
+            result = work(con)
             con.execute("COMMIT")
+            return result
         except BaseException:
             if con.in_transaction:
                 con.execute("ROLLBACK")
             raise
-        finally:
-            con.close()
-
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in a transaction on a worker thread, so the event loop never blocks on the lock."""
-
-        def in_transaction() -> T:
-            with self.transaction() as con:
-                return work(con)
-
-        return await asyncio.to_thread(in_transaction)
