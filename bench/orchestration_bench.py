@@ -1,0 +1,184 @@
+"""Orchestration overhead: N experiments on one worker against the dev server, against Temporal's floor.
+
+    .venv/bin/python -m bench.orchestration_bench [--n 100 500 1000] [--hour-seconds 30] [--window 30] [--profile]
+
+For each mode the fleet grows to each N in turn on one dev server and one worker process (bench/fleet.py): N copies
+of bench/fleet.yaml on the embedded adapters (ours), or N copies of bench/floor.py's bare workflow with the same
+timer cadence and one no-op activity per checkpoint (the floor), both on an accelerated clock of `--hour-seconds`
+per experiment hour, i.e. a checkpoint per workflow every `--hour-seconds` s: N / hour_seconds checkpoints/s
+offered. The fleet is started at once; ours' clocks start as set-ups finish, which spreads them, and the floor's
+are spread over one interval by a phase. Once every clock runs (ours: every set-up done) and 15 s more have
+passed, a steady window of `--window` s is measured:
+
+- checkpoints/s: checkpoints completed in the window; "offered" is what the clocks ask for, so a rate below it
+  means the fleet could not keep up;
+- capacity/s: the machine's cores divided by the CPU one checkpoint cost (worker + server, measured in the
+  window). The machine is shared, so the achieved rate depends on what else runs; the CPU cost does not;
+- lateness: when a checkpoint started (its ActivityTaskStarted) minus when it was due (the clock start plus k
+  intervals), for every checkpoint due in the window, including those a saturated workflow had not reached;
+- worker CPU (in the window) and its peak RSS (VmHWM) so far; the server's CPU; the rest of the machine's CPU.
+
+Targets (issue 9): checkpoints/s >= 0.5 x the floor's, achieved and capacity both; p99 lateness < 1 s at N = 500.
+`--profile` records the ours worker with py-spy and prints where its time went.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench import fleet
+from bench.fleet import FleetConfig, FleetResult, Window, percentile
+
+TARGET_RATIO = 0.5
+TARGET_P99_SECONDS = 1.0
+TARGET_P99_AT = 500
+PROJECT_CODE = re.compile(r"\((?:abrollout|activities|adapters|workflows|cli)/")
+IDLE = ("EpollSelector.select", "concurrent/futures/thread.py:81")  # waiting for I/O, or for work in a pool
+
+
+@contextmanager
+def _py_spy(output: Path) -> Iterator[None]:
+    """Record the fleet's worker with py-spy while the fleet runs (the worker is the harness's only child
+    python process that `bench.fleet worker` names)."""
+    original = fleet._worker_process
+
+    @contextmanager
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with original(*args, **kwargs) as process:
+            spy = subprocess.Popen([str(Path(sys.prefix) / "bin" / "py-spy"), "record", "--pid", str(process.pid),
+                                    "--rate", "50", "--nonblocking", "--format", "raw", "-o", str(output)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                yield process
+            finally:
+                spy.send_signal(2)
+                spy.wait(timeout=60)
+
+    fleet._worker_process = recorded  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        fleet._worker_process = original  # type: ignore[assignment]
+
+
+def profile_summary(raw: Path, top: int = 18) -> list[str]:
+    """py-spy's collapsed stacks as the share of busy samples under each function of this project (inclusive),
+    and the leaf frames (exclusive)."""
+    inclusive: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames, n = stack.split(";"), int(count)
+        if any(idle in frames[-1] for idle in IDLE):
+            continue
+        total += n
+        leaves[frames[-1]] += n
+        for frame in dict.fromkeys(re.sub(r":\d+\)$", ")", f) for f in frames if PROJECT_CODE.search(f)):
+            inclusive[frame] += n
+    if not total:
+        return ["  (no samples)"]
+    lines = [f"  {total} busy samples; project functions, inclusive:"]
+    lines += [f"    {n / total:6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
+    lines.append("  leaf frames, exclusive:")
+    lines += [f"    {n / total:6.1%}  {frame}" for frame, n in leaves.most_common(top // 2)]
+    return lines
+
+
+def _ms(value: float) -> str:
+    return f"{value * 1000:.0f}" if not math.isnan(value) else "-"
+
+
+def table(floor: FleetResult, ours: FleetResult) -> list[str]:
+    header = (f"{'N':>5} {'offered/s':>9} {'floor/s':>8} {'ours/s':>7} {'ratio':>6} {'floor cap/s':>11} "
+              f"{'ours cap/s':>10} {'ratio':>6} {'target':>6}  {'lateness ms p50/p99 floor':>25} "
+              f"{'ours':>11} {'target':>6}  {'worker CPU s (ms/chk) floor':>27} {'ours':>12}  "
+              f"{'peak RSS MiB floor/ours':>23}")
+    lines = [header, "-" * len(header)]
+    for f, o in zip(floor.windows, ours.windows, strict=True):
+        ratio, cap_ratio = o.throughput / f.throughput, o.capacity / f.capacity
+        ok = ratio >= TARGET_RATIO and cap_ratio >= TARGET_RATIO
+        late_f, late_o = f.lateness, o.lateness
+        p99 = percentile(late_o, 99)
+        late_target = ("PASS" if p99 < TARGET_P99_SECONDS else "FAIL") if o.n == TARGET_P99_AT else "-"
+        lines.append(
+            f"{o.n:>5} {o.offered_rate:>9.1f} {f.throughput:>8.1f} {o.throughput:>7.1f} {ratio:>6.2f} "
+            f"{f.capacity:>11.0f} {o.capacity:>10.0f} {cap_ratio:>6.2f} {'PASS' if ok else 'FAIL':>6}  "
+            f"{_ms(percentile(late_f, 50)) + ' / ' + _ms(percentile(late_f, 99)):>25} "
+            f"{_ms(percentile(late_o, 50)) + ' / ' + _ms(p99):>11} {late_target:>6}  "
+            f"{f'{f.worker_cpu:.1f} ({f.cpu_ms_per_checkpoint()[0]:.1f})':>27} "
+            f"{f'{o.worker_cpu:.1f} ({o.cpu_ms_per_checkpoint()[0]:.1f})':>12}  "
+            f"{f'{f.span[1].worker_peak_rss_kib / 1024:.0f} / {o.span[1].worker_peak_rss_kib / 1024:.0f}':>23}")
+    return lines
+
+
+def _details(window: Window) -> str:
+    worker_ms, server_ms = window.cpu_ms_per_checkpoint()
+    parts = ", ".join(f"{name} p50 {_ms(percentile(v, 50))} p99 {_ms(percentile(v, 99))}"
+                      for name, v in window.components().items())
+    late = window.lateness
+    return (f"  {window.config.mode:>5} N={window.n}: {len(window.completions)} checkpoints in {window.seconds:.0f} s; "
+            f"lateness max {_ms(max(late, default=math.nan))} ms of {len(late)} due ({parts} ms); "
+            f"CPU/checkpoint worker {worker_ms:.1f} ms {window.thread_cpu()}, server {server_ms:.1f} ms; "
+            f"others on the machine {window.other_cpu / window.seconds:.2f} cores; "
+            f"set-up {window.ready_seconds:.0f} s; {window.task_timeouts} workflow task timeouts")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 500, 1000], help="fleet sizes, in this order")
+    parser.add_argument("--hour-seconds", type=float, default=30.0,
+                        help="real seconds per experiment hour = seconds between a workflow's checkpoints")
+    parser.add_argument("--window", type=float, default=30.0, help="seconds measured at each size")
+    parser.add_argument("--profile", action="store_true", help="record the ours worker with py-spy")
+    args = parser.parse_args(argv)
+    steps = tuple(sorted(args.n))
+    began = time.perf_counter()
+    # Each fleet must still run when the last window closes: set-up at this rate takes ~5 activities per experiment.
+    days = 1 + math.ceil((240 + max(steps) * 0.5 + len(steps) * (args.window + 10)) / (24 * args.hour_seconds))
+    print(f"Orchestration overhead: fleets of {', '.join(map(str, steps))} on one worker against the dev server; "
+          f"a checkpoint per workflow every {args.hour_seconds:g} s (hour_seconds {args.hour_seconds:g}, hourly "
+          f"checks, {days}-day experiments), windows of {args.window:g} s; {os.cpu_count()} cores")
+    results: dict[str, FleetResult] = {}
+    profile = Path(tempfile.mkdtemp(prefix="orchestration-profile-")) / "ours.raw" if args.profile else Path()
+    for mode in ("floor", "ours"):
+        config = FleetConfig(steps=steps, mode=mode, hour_seconds=args.hour_seconds, days=days,
+                             window_seconds=args.window)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix=f"fleet-{mode}-") as tmp, \
+                (_py_spy(profile) if mode == "ours" and args.profile else contextlib.nullcontext()):
+            results[mode] = fleet.run_fleet(config, Path(tmp), progress=lambda line: print(f"  {line}", flush=True))
+        r = results[mode]
+        print(f"  {mode}: {time.perf_counter() - started:.0f} s wall; {dict(r.statuses)}; server "
+              f"{'healthy' if r.server_healthy else 'UNHEALTHY'} ({r.server_health}); {r.tenants} registry file(s)",
+              flush=True)
+    print()
+    for line in table(results["floor"], results["ours"]):
+        print(line)
+    print()
+    for f, o in zip(results["floor"].windows, results["ours"].windows, strict=True):
+        print(_details(f))
+        print(_details(o))
+    if args.profile:
+        print(f"\npy-spy of the ours worker over the whole run ({profile}):")
+        for line in profile_summary(profile):
+            print(line)
+    print(f"\nwall time {time.perf_counter() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
