@@ -1,22 +1,16 @@
 """The embedded metrics source: exposures and metric events in a DuckDB file, per-arm statistics in SQL.
 
-Schema (one file, shared by every experiment; each experiment's rows in a schema of its own, "exp:<key>"):
+Schema (one file, shared by every experiment):
 
-    "exp:<key>".exposures     (exp_key VARCHAR, user_id VARCHAR, arm VARCHAR, at_s INTEGER)  one row per exposed user
-    "exp:<key>".metric_events (exp_key VARCHAR, user_id VARCHAR, metric VARCHAR, value DOUBLE, at_s INTEGER)
-    "exp:<key>".pre_period    (exp_key VARCHAR, user_id VARCHAR, metric VARCHAR, value DOUBLE)  at most one per user,
-                                                                                            metric
-    sim_progress              (exp_key VARCHAR PRIMARY KEY, hours_done INTEGER)  the simulator's high-water mark
+    exposures     (exp_key VARCHAR, user_id VARCHAR, arm VARCHAR, at_s INTEGER)     one row per exposed user
+    metric_events (exp_key VARCHAR, user_id VARCHAR, metric VARCHAR, value DOUBLE, at_s INTEGER)
+    pre_period    (exp_key VARCHAR, user_id VARCHAR, metric VARCHAR, value DOUBLE)  at most one per user, metric
+    sim_progress  (exp_key VARCHAR PRIMARY KEY, hours_done INTEGER)                 the simulator's high-water mark
 
-A schema per experiment keeps a check's scan to its own rows. In shared tables, many experiments' hourly batches
-interleave in every row group, so the zonemaps on exp_key prune nothing and each check scanned the whole fleet's
-rows: with 500 experiments running, a check cost several times what the same check costs alone (bench/fleet.py).
-The tables keep their exp_key column (constant, so it costs nearly nothing) so that the recorded SQL reads the
-same as a warehouse's over shared tables. Arm and metric names stay VARCHAR: DuckDB stores repeated strings
-dictionary-compressed, so on disk they cost about what small-int codes would, and an ENUM would need every arm
-name known when the table is created. at_s is whole seconds of experiment time. There are no indexes: ART indexes
-serve point lookups, not aggregates, and slow bulk appends; each row group's min/max (zonemap) on at_s lets an
-early look skip the rest.
+Arm and metric names stay VARCHAR: DuckDB stores repeated strings dictionary-compressed, so on disk they cost
+about what small-int codes would, and an ENUM would need every arm name known when the table is created. at_s is
+whole seconds of experiment time. There are no indexes: ART indexes serve point lookups, not aggregates, and slow
+bulk appends; each row group's min/max (zonemap) on exp_key and at_s already lets a filtered scan skip the rest.
 
 A user's value of a metric is the sum of their events up to the window's end, 0 without events. Values are
 summed as whole micro-units (`round(value * 1e6)`, BIGINT/HUGEINT): integer sums are exact, so the statistics
@@ -44,16 +38,15 @@ from adapters.simulator import Exposures, FlagReader, MetricEvents, PrePeriod, R
 VALUE_SCALE = 1_000_000
 """Values are aggregated in units of 1/VALUE_SCALE (see the module docstring)."""
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS sim_progress (exp_key VARCHAR PRIMARY KEY, hours_done INTEGER NOT NULL)"
-_EXPERIMENT_TABLES = """
-CREATE SCHEMA IF NOT EXISTS {s};
-CREATE TABLE IF NOT EXISTS {s}.exposures (
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS exposures (
     exp_key VARCHAR NOT NULL, user_id VARCHAR NOT NULL, arm VARCHAR NOT NULL, at_s INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS {s}.metric_events (
+CREATE TABLE IF NOT EXISTS metric_events (
     exp_key VARCHAR NOT NULL, user_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, value DOUBLE NOT NULL,
     at_s INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS {s}.pre_period (
+CREATE TABLE IF NOT EXISTS pre_period (
     exp_key VARCHAR NOT NULL, user_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, value DOUBLE NOT NULL);
+CREATE TABLE IF NOT EXISTS sim_progress (exp_key VARCHAR PRIMARY KEY, hours_done INTEGER NOT NULL);
 """
 _CLAIM_FIRST_HOUR = "INSERT INTO sim_progress VALUES (?, 1) ON CONFLICT DO NOTHING RETURNING hours_done"
 _CLAIM_NEXT_HOUR = (
@@ -89,7 +82,6 @@ class LocalMetrics:
     def __init__(self, path: Path, flags: FlagReader | None = None) -> None:
         self._con = duckdb.connect(str(path))
         self._con.execute(_SCHEMA)
-        self._with_tables: set[str] = set()  # experiments whose tables exist (tables are never dropped)
         self._simulator = Simulator(self, flags) if flags is not None else None
 
     def close(self) -> None:
@@ -113,8 +105,6 @@ class LocalMetrics:
         plus the CUPED sums when every exposed user has a pre-period value. `arms` appear even without users."""
         names = list(dict.fromkeys(metrics))
         with self._con.cursor() as cur, _transaction(cur):  # every query reads one snapshot of the data
-            if not self._has_tables(cur, exp_key):  # nothing was ever written for the experiment
-                return aggregate_from_rows([], names, arms, (), (), None)
             covariates = _metrics_with_pre_period(cur, exp_key, names)
             early = bool(covariates) and 2 * _exposed(cur, exp_key, until_seconds) < max(covariates.values())
             query = aggregate_sql(exp_key, names, until_seconds, covariates, exposed_covariates_only=early)
@@ -145,30 +135,14 @@ class LocalMetrics:
                 claimed = cur.execute(_CLAIM_NEXT_HOUR, [exp_key, hour]).fetchall()
             if not claimed:
                 return _hours_done(cur, exp_key)
-            self._insert(cur, exp_key, rows)
-        self._with_tables.add(exp_key)
-        return hour + 1
+            _insert(cur, exp_key, rows)
+            return hour + 1
 
     def write_rows(self, exp_key: str, rows: Rows) -> None:
         """Bulk-load a batch in one transaction (numpy columns, no per-row Python): ~1M rows in a fraction of a
         second. Benchmarks load their data through here."""
         with self._con.cursor() as cur, _transaction(cur):
-            self._insert(cur, exp_key, rows)
-        self._with_tables.add(exp_key)
-
-    def _has_tables(self, cur: duckdb.DuckDBPyConnection, exp_key: str) -> bool:
-        if exp_key not in self._with_tables:
-            found = cur.execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name = ?",
-                                [_schema_name(exp_key)]).fetchall()
-            if found != [(1,)]:
-                return False
-            self._with_tables.add(exp_key)
-        return True
-
-    def _insert(self, cur: duckdb.DuckDBPyConnection, exp_key: str, rows: Rows) -> None:
-        if exp_key not in self._with_tables:  # remembered once the transaction commits
-            cur.execute(experiment_tables_sql(exp_key))
-        _insert(cur, exp_key, rows)
+            _insert(cur, exp_key, rows)
 
 
 def aggregate_from_rows(rows: Sequence[dict[str, Any]], metrics: Sequence[str], arms: Sequence[str],
@@ -223,18 +197,17 @@ def aggregate_sql(exp_key: str, metrics: Sequence[str], until_seconds: int, cova
     no exposure in the window have no arm and are left out. `min(arm_no)` only matters if a user was logged in
     two arms: they are counted once, in the arm first in name order.
     """
-    key, until, schema = _literal(exp_key), int(until_seconds), experiment_schema(exp_key)
+    key, until = _literal(exp_key), int(until_seconds)
     window = f"exp_key = {key} AND at_s <= {until}"
     values = {index: name for index, name in enumerate(metrics)}
     pre = {index: name for index, name in values.items() if name in covariates}
-    branches = [f"SELECT user_id, arm_no, NULL AS k, NULL AS v\n    FROM {schema}.exposures JOIN arms USING (arm)\n"
+    branches = [f"SELECT user_id, arm_no, NULL AS k, NULL AS v\n    FROM exposures JOIN arms USING (arm)\n"
                 f"    WHERE {window}"]
     if values:
-        branches.append(_tagged(f"{schema}.metric_events", values, window))
+        branches.append(_tagged("metric_events", values, window))
     if pre:
-        exposed = (f" AND user_id IN (SELECT user_id FROM {schema}.exposures WHERE {window})"
-                   if exposed_covariates_only else "")
-        branches.append(_tagged(f"{schema}.pre_period", {len(values) + i: name for i, name in pre.items()},
+        exposed = f" AND user_id IN (SELECT user_id FROM exposures WHERE {window})" if exposed_covariates_only else ""
+        branches.append(_tagged("pre_period", {len(values) + i: name for i, name in pre.items()},
                                 f"exp_key = {key}{exposed}"))
     per_user = ["min(arm_no) AS arm_no", *(f"sum(v) FILTER (k = {i}) AS y{i}" for i in values),
                 *(f"sum(v) FILTER (k = {len(values) + i}) AS x{i}" for i in pre)]
@@ -248,7 +221,7 @@ def aggregate_sql(exp_key: str, metrics: Sequence[str], until_seconds: int, cova
     return (
         f"-- per-arm sufficient statistics of {key} up to at_s {until}, values in units of 1/{VALUE_SCALE}\n"
         f"WITH arms AS (\n    SELECT arm, CAST(row_number() OVER (ORDER BY arm) AS INTEGER) AS arm_no\n"
-        f"    FROM (SELECT DISTINCT arm FROM {schema}.exposures WHERE {window})\n),\n"
+        f"    FROM (SELECT DISTINCT arm FROM exposures WHERE {window})\n),\n"
         f"user_rows AS (\n    {union}\n),\n"
         f"per_user AS (\n    SELECT {_list(per_user, 11)}\n    FROM user_rows\n    GROUP BY user_id\n)\n"
         f"SELECT {_list(per_arm, 7)}\nFROM per_user JOIN arms USING (arm_no)\nGROUP BY arm\nORDER BY arm"
@@ -258,11 +231,10 @@ def aggregate_sql(exp_key: str, metrics: Sequence[str], until_seconds: int, cova
 def freshness_sql(exp_key: str, until_seconds: int) -> str:
     """The time of the latest exposure or event in the window: how fresh the snapshot's data is."""
     window = f"exp_key = {_literal(exp_key)} AND at_s <= {int(until_seconds)}"
-    schema = experiment_schema(exp_key)
     return (
         "SELECT max(at_s) AS freshest_event_seconds FROM (\n"
-        f"    SELECT at_s FROM {schema}.exposures WHERE {window}\n    UNION ALL\n"
-        f"    SELECT at_s FROM {schema}.metric_events WHERE {window}\n)"
+        f"    SELECT at_s FROM exposures WHERE {window}\n    UNION ALL\n"
+        f"    SELECT at_s FROM metric_events WHERE {window}\n)"
     )
 
 
@@ -273,20 +245,6 @@ def _tagged(table: str, tags: dict[int, str], where: str) -> str:
         f"SELECT {_list(['user_id', 'NULL AS arm_no', f'CASE metric {cases} END AS k', f'{_MICRO_UNITS} AS v'], 11)}"
         f"\n    FROM {table}\n    WHERE {where} AND metric IN ({', '.join(map(_literal, tags.values()))})"
     )
-
-
-def experiment_schema(exp_key: str) -> str:
-    """The schema holding the experiment's tables, quoted for SQL."""
-    return '"' + _schema_name(exp_key).replace('"', '""') + '"'
-
-
-def experiment_tables_sql(exp_key: str) -> str:
-    """Create the experiment's schema and tables unless they exist."""
-    return _EXPERIMENT_TABLES.format(s=experiment_schema(exp_key))
-
-
-def _schema_name(exp_key: str) -> str:
-    return f"exp:{exp_key}"
 
 
 def _list(items: Sequence[str], indent: int) -> str:
@@ -326,16 +284,14 @@ def _metrics_with_pre_period(cur: duckdb.DuckDBPyConnection, exp_key: str, metri
     if not metrics:
         return {}
     placeholders = ", ".join("?" * len(metrics))
-    found = cur.execute(f"SELECT metric, count(*) FROM {experiment_schema(exp_key)}.pre_period "
-                        f"WHERE exp_key = ? AND metric IN ({placeholders}) "
+    found = cur.execute(f"SELECT metric, count(*) FROM pre_period WHERE exp_key = ? AND metric IN ({placeholders}) "
                         "GROUP BY metric", [exp_key, *metrics]).fetchall()
     return {metric: int(count) for metric, count in found}
 
 
 def _exposed(cur: duckdb.DuckDBPyConnection, exp_key: str, until_seconds: int) -> int:
     """Exposure rows in the window (a count over two columns, pruned by their zonemaps)."""
-    [(count,)] = cur.execute(f"SELECT count(*) FROM {experiment_schema(exp_key)}.exposures "
-                             "WHERE exp_key = ? AND at_s <= ?",
+    [(count,)] = cur.execute("SELECT count(*) FROM exposures WHERE exp_key = ? AND at_s <= ?",
                              [exp_key, int(until_seconds)]).fetchall()
     return int(count)
 
@@ -376,5 +332,4 @@ def _insert(cur: duckdb.DuckDBPyConnection, exp_key: str, rows: Rows) -> None:
         if len(next(iter(sim_batch.values()))) == 0:
             continue
         names = ", ".join(sim_batch)
-        cur.execute(f"INSERT INTO {experiment_schema(exp_key)}.{table} (exp_key, {names}) "
-                    f"SELECT ?, {names} FROM sim_batch", [exp_key])
+        cur.execute(f"INSERT INTO {table} (exp_key, {names}) SELECT ?, {names} FROM sim_batch", [exp_key])

@@ -2,15 +2,14 @@
 
     .venv/bin/python -m bench.metrics_bench [--quick] [--runs N] [--seed S] [--no-postgres]
 
-Data (one seeded numpy draw per size, the same rows in every store): 2 arms, 3 metrics, a 14-day experiment. Every
-user has one exposure (uniform over the 14 days) and on average 3.6 metric events: `sessions` (value 1, 2 per user),
-`revenue` (a purchase in cents, gamma-distributed, 1.5 per user) and `converted` (value 1, 0.1 per user), each at
-the exposure time plus an exponential delay (mean 1 day, truncated at the end of the experiment), and one pre-period
-`revenue` value (the CUPED covariate; these rows are not counted in "rows"). So "10M rows" is 2.17M users with 2.17M
-exposures and 7.83M events, appended in time order as an event log is; user ids look like the simulator's
-(`u{hour:05d}{i:06d}`). The store also holds an earlier experiment a tenth the size (in PostgreSQL in the same
-tables; in DuckDB in its own schema, as the store keeps every experiment). The window is the whole experiment: every
-row counts (the last look, the largest check).
+Data (one seeded numpy draw per size, the same rows in every store): 2 arms, 3 metrics, a 14-day experiment.
+Every user has one exposure (uniform over the 14 days) and on average 3.6 metric events: `sessions` (value 1, 2
+per user), `revenue` (a purchase in cents, gamma-distributed, 1.5 per user) and `converted` (value 1, 0.1 per
+user), each at the exposure time plus an exponential delay (mean 1 day, truncated at the end of the experiment),
+and one pre-period `revenue` value (the CUPED covariate; these rows are not counted in "rows"). So "10M rows" is
+2.17M users with 2.17M exposures and 7.83M events, appended in time order as an event log is; user ids look like
+the simulator's (`u{hour:05d}{i:06d}`). The store also holds an earlier experiment a tenth the size (it is
+shared). The window is the whole experiment: every row counts (the last look, the largest check).
 
 Measured, in this run, on the same rows:
 
@@ -50,18 +49,11 @@ import numpy as np
 import psycopg
 from numpy.typing import NDArray
 
-from adapters.local_metrics import (
-    VALUE_SCALE,
-    Aggregate,
-    LocalMetrics,
-    aggregate_from_rows,
-    experiment_schema,
-    experiment_tables_sql,
-)
+from adapters.local_metrics import VALUE_SCALE, Aggregate, LocalMetrics, aggregate_from_rows
 from adapters.postgres_metrics import PostgresMetrics, WarehouseTables, statistics_sql
 
 EXP = "bench-exp"
-EARLIER = "earlier-exp"  # an experiment that ran before, a tenth the size, in the same store
+EARLIER = "earlier-exp"  # an experiment that ran before, a tenth the size: the store is shared
 ARMS = ("control", "treatment")
 METRICS = ("sessions", "revenue", "converted")
 EVENTS_PER_USER = {"sessions": 2.0, "revenue": 1.5, "converted": 0.1}
@@ -131,19 +123,16 @@ def load_duckdb(path: Path, experiments: Sequence[tuple[str, Data]]) -> float:
     user_id = "'u' || lpad(hour::VARCHAR, 5, '0') || lpad(rank::VARCHAR, 6, '0')"
     with duckdb.connect(str(path)) as con:
         for exp_key, data in experiments:
-            con.execute(experiment_tables_sql(exp_key))
-            schema = experiment_schema(exp_key)
             con.register("users", {"hour": data.exposure_hour, "rank": data.exposure_rank, "arm": data.arm,
                                    "at_s": data.exposure_at, "pre": data.pre_value})
             con.execute(f"CREATE OR REPLACE TEMP TABLE ids AS SELECT row_number() OVER () - 1 AS u, {user_id} AS "
                         "user_id, * FROM users")
-            con.execute(f"INSERT INTO {schema}.exposures SELECT ?, user_id, {_pick('arm', ARMS)}, at_s FROM ids "
-                        "ORDER BY u", [exp_key])
-            con.execute(f"INSERT INTO {schema}.pre_period SELECT ?, user_id, ?, pre FROM ids ORDER BY u",
-                        [exp_key, COVARIATE])
+            con.execute(f"INSERT INTO exposures SELECT ?, user_id, {_pick('arm', ARMS)}, at_s FROM ids ORDER BY u",
+                        [exp_key])
+            con.execute("INSERT INTO pre_period SELECT ?, user_id, ?, pre FROM ids ORDER BY u", [exp_key, COVARIATE])
             con.register("events", {"u": data.event_user, "metric": data.event_metric, "value": data.event_value,
                                     "at_s": data.event_at})
-            con.execute(f"INSERT INTO {schema}.metric_events SELECT ?, ids.user_id, {_pick('events.metric', METRICS)}, "
+            con.execute(f"INSERT INTO metric_events SELECT ?, ids.user_id, {_pick('events.metric', METRICS)}, "
                         "events.value, events.at_s FROM events JOIN ids USING (u) ORDER BY events.at_s", [exp_key])
             con.unregister("users")
             con.unregister("events")
@@ -161,29 +150,28 @@ def _pick(column: str, names: Sequence[str]) -> str:
 Fetch = Callable[[str, Sequence[Any]], Iterable[tuple[Any, ...]]]
 
 
-def baseline(fetch: Fetch, placeholder: str, tables: str, metrics: Sequence[str], until: int,
+def baseline(fetch: Fetch, placeholder: str, metrics: Sequence[str], until: int,
              arms: Sequence[str]) -> Aggregate:
     """The statistics from the raw rows: every user's value summed in Python ints (micro-units), as the store's
-    SQL defines it. `fetch(sql, params)` yields the rows of a query; `tables` qualifies the table names."""
+    SQL defines it. `fetch(sql, params)` yields the rows of a query."""
     p = placeholder
     arm_of: dict[str, str] = {}
     freshest: int | None = None
-    for user, arm, at_s in fetch(f"SELECT user_id, arm, at_s FROM {tables}exposures WHERE exp_key = {p} AND "
-                                 f"at_s <= {p}", [EXP, until]):
+    for user, arm, at_s in fetch(f"SELECT user_id, arm, at_s FROM exposures WHERE exp_key = {p} AND at_s <= {p}",
+                                 [EXP, until]):
         if user not in arm_of or arm < arm_of[user]:
             arm_of[user] = arm
         freshest = at_s if freshest is None or at_s > freshest else freshest
     index = {name: i for i, name in enumerate(metrics)}
     values: list[dict[str, int]] = [{} for _ in metrics]
     names = ", ".join([p] * len(metrics))
-    for user, metric, value, at_s in fetch(f"SELECT user_id, metric, value, at_s FROM {tables}metric_events WHERE "
-                                           f"exp_key = {p} AND at_s <= {p} AND metric IN ({names})",
-                                           [EXP, until, *metrics]):
+    for user, metric, value, at_s in fetch(f"SELECT user_id, metric, value, at_s FROM metric_events WHERE exp_key = "
+                                           f"{p} AND at_s <= {p} AND metric IN ({names})", [EXP, until, *metrics]):
         sums = values[index[metric]]
         sums[user] = sums.get(user, 0) + _micro(value)
         freshest = at_s if freshest is None or at_s > freshest else freshest
     pre: list[dict[str, int]] = [{} for _ in metrics]
-    for user, metric, value in fetch(f"SELECT user_id, metric, value FROM {tables}pre_period WHERE exp_key = {p} AND "
+    for user, metric, value in fetch(f"SELECT user_id, metric, value FROM pre_period WHERE exp_key = {p} AND "
                                      f"metric IN ({names})", [EXP, *metrics]):
         covariate = pre[index[metric]]
         covariate[user] = covariate.get(user, 0) + _micro(value)
@@ -303,7 +291,7 @@ def bench_duckdb(path: Path, data: Data, seed: int, runs: int) -> tuple[Row, Agg
                 while batch := cur.fetchmany(100_000):
                     yield from batch
 
-            seconds, expected = timed_baseline(fetch, "?", experiment_schema(EXP) + ".")
+            seconds, expected = timed_baseline(fetch, "?")
             early, early_result = timed(lambda: store.aggregate(EXP, METRICS, EARLY, ARMS), 3)
             plan = [f"  DuckDB, {_millions(data.rows)} rows (loaded in {loaded:.1f} s); the statistics query's table "
                     "scans:"]
@@ -317,14 +305,14 @@ def bench_duckdb(path: Path, data: Data, seed: int, runs: int) -> tuple[Row, Agg
                 TARGET_SECONDS if data.rows >= 10_000_000 else None), result, plan)
 
 
-def timed_baseline(fetch: Fetch, placeholder: str, tables: str) -> tuple[float, Aggregate]:
+def timed_baseline(fetch: Fetch, placeholder: str) -> tuple[float, Aggregate]:
     """One run of the baseline, with the garbage collector off (it would otherwise rescan the millions of live
     dict entries again and again, and double the time at 10M rows: a fair baseline does not pay for that)."""
     gc.collect()
     gc.disable()
     try:
         started = time.perf_counter()
-        result = baseline(fetch, placeholder, tables, METRICS, HORIZON, ARMS)
+        result = baseline(fetch, placeholder, METRICS, HORIZON, ARMS)
         return time.perf_counter() - started, result
     finally:
         gc.enable()
@@ -440,7 +428,7 @@ def bench_postgres(dsn: str, data: Data, files: dict[str, Path], runs: int,
                 while batch := cur.fetchmany(100_000):
                     yield from batch
 
-        seconds, expected = timed_baseline(fetch, "%s", "")
+        seconds, expected = timed_baseline(fetch, "%s")
         plan = [f"  PostgreSQL, {_millions(data.rows)} rows (COPY, indexes and VACUUM ANALYZE in {loaded:.1f} s); "
                 "the statistics statement's table scans:"]
         for label, until in (("whole window", HORIZON), ("early look, day 1", EARLY)):

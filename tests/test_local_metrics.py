@@ -15,7 +15,7 @@ import pytest
 from numpy.typing import NDArray
 
 from abrollout.verdicts import MetricStats
-from adapters.local_metrics import VALUE_SCALE, Aggregate, LocalMetrics, aggregate_from_rows, experiment_schema
+from adapters.local_metrics import VALUE_SCALE, Aggregate, LocalMetrics, aggregate_from_rows
 from adapters.simulator import Exposures, MetricEvents, PrePeriod, Rows, simulate_hour
 from tests.test_simulator import flag_state, registered, simulation
 
@@ -238,7 +238,7 @@ def test_an_hour_is_written_only_in_its_turn(tmp_path: Path) -> None:
     assert metrics.write_hour(EXP, 0, rows) == 1  # a retry of hour 0: nothing written
     assert metrics.aggregate(EXP, [], 3600).assignments == {"control": 1}
     with duckdb.connect(str(tmp_path / "m.duckdb")) as con:
-        assert con.execute(f"SELECT count(*) FROM {experiment_schema(EXP)}.exposures").fetchall() == [(1,)]
+        assert con.execute("SELECT count(*) FROM exposures").fetchall() == [(1,)]
 
 
 def test_writers_racing_on_one_file_write_every_hour_once(tmp_path: Path) -> None:
@@ -256,16 +256,5 @@ def test_writers_racing_on_one_file_write_every_hour_once(tmp_path: Path) -> Non
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(write_all, stores * 2))
     with duckdb.connect(str(tmp_path / "m.duckdb")) as con:
-        [(rows, users)] = con.execute(f"SELECT count(*), count(DISTINCT user_id) "
-                                      f"FROM {experiment_schema(EXP)}.exposures").fetchall()
+        [(rows, users)] = con.execute("SELECT count(*), count(DISTINCT user_id) FROM exposures").fetchall()
     assert rows == users == sum(len(hour.exposures.user_id) for hour in hours)
-
-
-def test_an_experiment_nothing_was_written_for_has_no_users_and_ran_no_query(tmp_path: Path) -> None:
-    metrics = loaded(tmp_path, random_data(), exp_key="other")
-    result = metrics.aggregate(EXP, ["revenue"], 3600, ARMS)
-    assert result.assignments == dict.fromkeys(ARMS, 0)
-    assert result.queries == () and result.freshest_event_seconds is None
-    with duckdb.connect(str(tmp_path / "m.duckdb")) as con:  # the other experiment's rows stay in its own schema
-        schemas = {row[0] for row in con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()}
-    assert "exp:other" in schemas and f"exp:{EXP}" not in schemas

@@ -17,7 +17,7 @@ from abrollout.rules import parse_rule
 from abrollout.stats.srm import srm_test
 from abrollout.verdicts import AnalysisPlan, MetricStats
 from adapters import local_metrics
-from adapters.local_metrics import Aggregate, LocalMetrics, experiment_schema
+from adapters.local_metrics import Aggregate, LocalMetrics
 from adapters.protocols import Registered
 from adapters.simulator import arm_mean, arrival_rate, flag_key, simulate_hour
 
@@ -89,7 +89,7 @@ async def advance(metrics: LocalMetrics, sim: Simulation, hours: float) -> Aggre
 def table_dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the data tables, sorted: equal dumps mean no row was written twice or left out."""
     with duckdb.connect(str(path)) as con:
-        return {table: con.execute(f"SELECT * FROM {experiment_schema(EXP)}.{table} ORDER BY ALL").fetchall()
+        return {table: con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
                 for table in ("exposures", "metric_events", "pre_period")}
 
 
