@@ -56,25 +56,13 @@ worker: venv
 	$(BIN)/python worker.py
 
 # Each benchmark prints its figures beside a baseline measured in the same run; bench/README.md has the table.
-bench-stats: venv
-	$(BIN)/python -m bench.stats_bench
+# bench-NAME runs bench/NAME_bench.py (bench-rollback: bench/rollback_latency_bench.py).
+BENCHES := stats timeskip metrics orchestration rollback bucketing
 
-bench-timeskip: venv
-	$(BIN)/python -m bench.timeskip_bench
+$(addprefix bench-,$(BENCHES)): bench-%: venv
+	$(BIN)/python -m bench.$(subst rollback,rollback_latency,$*)_bench
 
-bench-metrics: venv
-	$(BIN)/python -m bench.metrics_bench
-
-bench-orchestration: venv
-	$(BIN)/python -m bench.orchestration_bench
-
-bench-rollback: venv
-	$(BIN)/python -m bench.rollback_latency_bench
-
-bench-bucketing: venv
-	$(BIN)/python -m bench.bucketing_bench
-
-bench: bench-stats bench-timeskip bench-metrics bench-orchestration bench-rollback bench-bucketing
+bench: $(addprefix bench-,$(BENCHES))
 
 clean:
 	rm -rf $(VENV) .abrollout .pytest_cache .mypy_cache .ruff_cache

@@ -66,11 +66,11 @@ def _py_spy(output: Path) -> Iterator[None]:
                 spy.send_signal(2)
                 spy.wait(timeout=60)
 
-    fleet._worker_process = recorded  # type: ignore[assignment]
+    fleet._worker_process = recorded
     try:
         yield
     finally:
-        fleet._worker_process = original  # type: ignore[assignment]
+        fleet._worker_process = original
 
 
 def profile_summary(raw: Path, top: int = 18) -> list[str]:
