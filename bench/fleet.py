@@ -788,32 +788,30 @@ def effects(data_dir: Path) -> dict[str, Counter[str]]:
     return counts
 
 
-def hourly_assignments(data_dir: Path) -> dict[str, dict[int, dict[str, int]]]:
-    """Exposed users per experiment, simulated hour and arm, as the metrics store recorded them."""
+def _query_metrics(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of `sql` over the embedded metrics store, read-only."""
     import duckdb
 
     con = duckdb.connect(str(data_dir / "metrics.duckdb"), read_only=True)
     try:
-        rows = con.execute("SELECT exp_key, at_s // 3600 AS hour, arm, count(*) FROM exposures "
-                           "GROUP BY ALL").fetchall()
+        return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def hourly_assignments(data_dir: Path) -> dict[str, dict[int, dict[str, int]]]:
+    """Exposed users per experiment, simulated hour and arm, as the metrics store recorded them."""
     found: dict[str, dict[int, dict[str, int]]] = {}
-    for exp_key, hour, arm, count in rows:
+    for exp_key, hour, arm, count in _query_metrics(
+            data_dir, "SELECT exp_key, at_s // 3600 AS hour, arm, count(*) FROM exposures GROUP BY ALL"):
         found.setdefault(exp_key, {}).setdefault(int(hour), {})[arm] = int(count)
     return found
 
 
 def duplicate_exposures(data_dir: Path) -> dict[str, int]:
     """Per experiment, exposure rows beyond one per user (a simulated hour written twice would show here)."""
-    import duckdb
-
-    con = duckdb.connect(str(data_dir / "metrics.duckdb"), read_only=True)
-    try:
-        rows = con.execute("SELECT exp_key, count(*) - count(DISTINCT user_id) FROM exposures GROUP BY exp_key "
-                           "HAVING count(*) > count(DISTINCT user_id)").fetchall()
-    finally:
-        con.close()
+    rows = _query_metrics(data_dir, "SELECT exp_key, count(*) - count(DISTINCT user_id) FROM exposures "
+                                    "GROUP BY exp_key HAVING count(*) > count(DISTINCT user_id)")
     return {str(k): int(v) for k, v in rows}
 
 
