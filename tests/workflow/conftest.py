@@ -1,4 +1,8 @@
-"""One time-skipping Temporal server for the workflow tests, and a worker over fresh embedded adapters."""
+"""One time-skipping Temporal server for the workflow tests, and a worker over fresh embedded adapters.
+
+The server is shared, and it skips time only while no workflow or activity task is outstanding: a workflow a
+failed test left running, with its worker gone, would stop the clock for every later test (they would hang).
+So each `lab` terminates the workflows it started that are still running when its test ends."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from temporalio.client import Interceptor, OutboundInterceptor, StartWorkflowInput, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from abrollout.contracts.spec import ExperimentSpec
@@ -27,6 +33,29 @@ def golden_spec(scenario: str, **overrides: object) -> ExperimentSpec:
     return check.spec.model_copy(update=overrides)
 
 
+class StartedWorkflows(Interceptor):
+    """Records the id of every workflow the client starts."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        return _RecordStarts(next, self.ids)
+
+
+class _RecordStarts(OutboundInterceptor):
+    def __init__(self, next: OutboundInterceptor, ids: list[str]) -> None:
+        super().__init__(next)
+        self._ids = ids
+
+    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[object, object]:
+        self._ids.append(input.id)
+        return await super().start_workflow(input)
+
+
+_started = StartedWorkflows()
+
+
 @dataclass
 class Lab:
     env: WorkflowEnvironment
@@ -37,7 +66,7 @@ class Lab:
 
 @pytest.fixture(scope="session")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    environment = await time_skipping()
+    environment = await time_skipping(interceptors=[_started])
     yield environment
     await environment.shutdown()
 
@@ -47,5 +76,12 @@ async def lab(env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Lab]:
     data_dir = tmp_path / "data"
     adapters = local_adapters(data_dir)
     queue = f"golden-{next(_queues)}"
+    already = len(_started.ids)
     async with build_worker(env.client, adapters, task_queue=queue):
         yield Lab(env=env, adapters=adapters, task_queue=queue, data_dir=data_dir)
+    for workflow_id in dict.fromkeys(_started.ids[already:]):
+        try:
+            await env.client.get_workflow_handle(workflow_id).terminate("the test ended with it still running")
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:  # NOT_FOUND: it had finished, nothing to stop
+                raise

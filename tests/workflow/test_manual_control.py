@@ -3,6 +3,7 @@ duplicate delivery, and exactly-once effects when an activity fails after applyi
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +22,18 @@ from cli.experiments import start_experiment
 from cli.worker_setup import build_worker
 from tests.workflow.conftest import Lab, golden_spec
 from workflows.experiment import ExperimentWorkflow
+
+
+async def _settled(lab: Lab, workflow_id: str) -> None:
+    """Wait until the workflow has no activity or workflow task outstanding: a checkpoint's timer fires at the
+    skipped-to time, but its activities take real time, and their events would land after any `before`."""
+    handle = lab.env.client.get_workflow_handle(workflow_id)
+    for _ in range(600):
+        raw = (await handle.describe()).raw_description
+        if not raw.pending_activities and not raw.HasField("pending_workflow_task"):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{workflow_id} still busy after 30 s: {raw.pending_activities}")
 
 
 async def _recorded_events(lab: Lab, workflow_id: str) -> list[int]:
@@ -61,6 +74,7 @@ async def test_promote_update_answers_with_the_carried_out_decision(lab: Lab) ->
 async def test_refused_requests_cite_the_clause_and_leave_history_unchanged(lab: Lab) -> None:
     handle = await start_experiment(lab.env.client, golden_spec("steady", name="manual-refused"), lab.task_queue)
     await lab.env.sleep(timedelta(hours=2))
+    await _settled(lab, handle.id)
     before = await _recorded_events(lab, handle.id)
     refusals = [
         (ExperimentWorkflow.change_allocation, AllocationChange(split={"control": 70, "treatment": 30}), "prereg.2"),
