@@ -1,5 +1,6 @@
 """Where things are: the Temporal address, namespace, task queue, UI and data directory, from the environment
-(flags override). Shared by starter.py and worker.py so both always talk about the same place."""
+(flags override). Shared by starter.py and worker.py so both always talk about the same place. It imports nothing
+of the worker's, so a CLI command does not load the activities and adapters it never runs."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.worker_setup import DEFAULT_TASK_QUEUE
-
 DEFAULT_ADDRESS = "localhost:7233"
+DEFAULT_TASK_QUEUE = "abrollout"
 
 
 @dataclass(frozen=True)

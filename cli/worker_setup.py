@@ -8,9 +8,8 @@ from temporalio.worker import Worker
 
 from activities.tools import Tools
 from adapters.protocols import Adapters
+from cli.settings import DEFAULT_TASK_QUEUE
 from workflows.experiment import ExperimentWorkflow
-
-DEFAULT_TASK_QUEUE = "abrollout"
 
 
 def build_worker(client: Client, adapters: Adapters, task_queue: str = DEFAULT_TASK_QUEUE,

@@ -157,10 +157,13 @@ def test_the_temporal_server_killed_mid_experiment_resumes_and_decides_the_same(
     worker = run.worker("worker")
     try:
         assert run.cli("start", str(_spec(tmp_path, "breach")), "--tool-timeout", str(TOOL_TIMEOUT)).returncode == 0
-        time.sleep(1.0)  # some hourly checks in: the crash lands mid-experiment
-        status = run.cli("status", "fault-breach").stdout
-        assert "fault-breach: running" in status and "latest check" in status, status
+        dashboards, deadline = tmp_path / "data" / "dashboards", time.monotonic() + 60
+        while not any(dashboards.rglob("dash-*.html")):  # the start snapshot: traffic allocated, checks begin
+            assert time.monotonic() < deadline, "no start snapshot within 60 s"
+            time.sleep(0.01)
         run.server.process.kill()
+        flag_steps = {key.split(":")[1] for key in run.effects()["flags"]}
+        assert "allocate-0" in flag_steps and "rollback" not in flag_steps, f"not mid-experiment: {flag_steps}"
         run.server.process.wait(timeout=30)
         run.server = devserver.start(tmp_path / "temporal.sqlite", port, None)
         finished = run.cli("watch", "fault-breach", "--quiet")

@@ -177,7 +177,8 @@ def test_a_worker_killed_during_allocate_traffic_leaves_one_strategy_change(real
     config = _config(real.tmp / "dies.toml", real.unleash, real.prometheus,
                      faults='\n[faults]\nkill = "allocate-0:after"\n')
     doomed = real.worker("doomed", config, queue="crash")
-    started = real.cli("start", str(real.spec("clear-win", "real-crash")), queue="crash")
+    # A killed worker's activity is retried once its start-to-close timeout (the tool timeout) has passed.
+    started = real.cli("start", str(real.spec("clear-win", "real-crash")), "--tool-timeout", "5", queue="crash")
     assert started.returncode == 0, started.stderr
     assert doomed.wait(timeout=120) == -9, "the fault hook kills the worker with SIGKILL after the change"
     replacement = real.worker("replacement", real.tmp / "abrollout.toml", queue="crash")
