@@ -36,7 +36,7 @@ test: lint
 # The real outside systems: PostgreSQL and Prometheus (Debian packages) and Unleash (npm, with a Node 22 binary
 # from npm into .cache/) are installed when missing and started on loopback by the tests, then stopped by pid.
 # `make test` runs these too; they skip with one line saying how to run them where an install cannot work.
-# The whole fault matrix (18 worker kills, ~7 min); `make test` runs four representative cases of it.
+# The whole fault matrix (18 worker kills, ~7 min); `make test` runs two of it.
 test-faults: venv
 	ABROLLOUT_FAULT_MATRIX=all $(BIN)/pytest -q -rs tests/test_fault_matrix.py
 

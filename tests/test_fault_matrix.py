@@ -31,8 +31,9 @@ CASES = [(scenario, step, phase)
                                 ("breach", "allocate-0"), ("breach", "snapshot-start"), ("breach", "stop"),
                                 ("breach", "rollback"), ("breach", "ticket"), ("win", "promote")]
          for phase in ("before", "after")]
-IN_MAKE_TEST = {("breach", "allocate-0", "after"), ("breach", "rollback", "before"), ("breach", "ticket", "after"),
-                ("win", "promote", "after")}
+# In `make test`: one kill after a flag change was applied and one before the rollback's, the two that decide
+# whether traffic is ever served twice or not at all (the CI budget holds two; the whole matrix is `make test-faults`).
+IN_MAKE_TEST = {("breach", "allocate-0", "after"), ("breach", "rollback", "before")}
 
 
 def _spec(tmp: Path, scenario: str) -> Path:

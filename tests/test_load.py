@@ -4,7 +4,7 @@ orchestration benchmark). Every experiment must reach the decision its own data 
 checkpoint run once and none later than one check interval; every side effect applied once per idempotency key;
 the worker's memory bounded; the dev server healthy afterwards.
 
-N is ABROLLOUT_LOAD_EXPERIMENTS: 50 by default (`make test`, ~1.5 min), 500 for the issue's load test (~8 min). The
+N is ABROLLOUT_LOAD_EXPERIMENTS: 30 by default (`make test`, ~1 min), 500 for the issue's load test (~8 min). The
 clocks offer ABROLLOUT_LOAD_RATE (6) checkpoints/s whatever N: the interval is N / 6 s (at least 15 s), four
 checkpoints per experiment, a guardrail check every 6 experiment hours and the analysis look at the 24 h cap. Above
 50 experiments the worker gives each block of 50 its own registry file: exp_policy.v5 allows 50 running per domain
@@ -26,7 +26,7 @@ from abrollout.stats.srm import srm_test
 from bench import fleet as harness
 from bench.fleet import FleetConfig, FleetResult, percentile
 
-N = int(os.environ.get("ABROLLOUT_LOAD_EXPERIMENTS", "50"))
+N = int(os.environ.get("ABROLLOUT_LOAD_EXPERIMENTS", "30"))
 CHECK_EVERY_HOURS = 6
 OFFERED = float(os.environ.get("ABROLLOUT_LOAD_RATE", "6"))  # checkpoints/s
 INTERVAL = max(15.0, N / OFFERED)  # at least 15 s: on a loaded 2-core machine a check can wait ~9 s
