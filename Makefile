@@ -15,7 +15,7 @@ help:
 	@echo "make server       run the Temporal dev server with its Web UI (foreground)"
 	@echo "make worker       run a worker against TEMPORAL_ADDRESS (foreground)"
 	@echo "make test-load    500 experiments at once on one worker (accelerated clock, embedded adapters)"
-	@echo "make bench        run every benchmark (ratios against baselines measured in the same run; ~15 min)"
+	@echo "make bench        run every benchmark (ratios against baselines measured in the same run; ~1 h here)"
 	@echo "make bench-stats | bench-timeskip | bench-metrics | bench-orchestration | bench-rollback | bench-bucketing"
 
 $(STAMP): pyproject.toml
@@ -36,7 +36,7 @@ test: lint
 # The real outside systems: PostgreSQL and Prometheus (Debian packages) and Unleash (npm, with a Node 22 binary
 # from npm into .cache/) are installed when missing and started on loopback by the tests, then stopped by pid.
 # `make test` runs these too; they skip with one line saying how to run them where an install cannot work.
-# The whole fault matrix (18 worker kills, ~7 min); `make test` runs two of it.
+# The whole fault matrix (18 worker kills, ~10 min); `make test` runs two of it.
 test-faults: venv
 	ABROLLOUT_FAULT_MATRIX=all $(BIN)/pytest -q -rs tests/test_fault_matrix.py
 
