@@ -21,8 +21,8 @@ it (ActivityTaskStarted) minus that. ExperimentWorkflow's clock starts at `workf
 Not as in production: exp_policy.v5 (concurrency.1) allows at most 50 running experiments per domain in one
 registry, so one embedded registry holds 250 at most. Beyond `max_concurrent` (50) copies the worker gives each
 block of 50 experiments its own registry file (`TenantRegistry`, a tenant each); flags, metrics, dashboards and
-tickets stay shared, and each registry call does the same work. `ShardedMetrics` is a what-if for the benchmark
-only. The embedded stores are read afterwards (`effects`, `hourly_assignments`, `duplicate_exposures`).
+tickets stay shared, and each registry call does the same work. The embedded stores are read afterwards
+(`effects`, `hourly_assignments`, `duplicate_exposures`).
 """
 
 from __future__ import annotations
@@ -138,30 +138,6 @@ class TenantRegistry:
         return [key for store in self._all() for key in await store.running(domain)]
 
 
-class ShardedMetrics:
-    """What-if, for the benchmark only (`--metrics-shards K`): the embedded metrics store split into K DuckDB
-    files by experiment, so that a check's statistics query scans about 1/K of the fleet's rows instead of all
-    of them. Each shard is the real LocalMetrics; only the file an experiment's rows go to changes."""
-
-    name = "local-sharded"
-
-    def __init__(self, data_dir: Path, shards: int, flags: Any) -> None:
-        from adapters.local_metrics import LocalMetrics
-
-        self.shards = [LocalMetrics(data_dir / f"metrics-s{i:02d}.duckdb", flags=flags) for i in range(shards)]
-
-    def shard(self, exp_key: str) -> Any:
-        number = exp_key.rsplit("-", 1)[-1]
-        return self.shards[int(number) % len(self.shards) if number.isdigit() else 0]
-
-    async def snapshot(self, registered: Registered, run_id: str, at_seconds: int, metrics: list[str]) -> Any:
-        return await self.shard(registered.args.exp_key).snapshot(registered, run_id, at_seconds, metrics)
-
-    def close(self) -> None:
-        for shard in self.shards:
-            shard.close()
-
-
 async def _serve(args: argparse.Namespace) -> int:
     from temporalio.worker import Worker
 
@@ -189,10 +165,6 @@ async def _serve(args: argparse.Namespace) -> int:
             adapters = await build_adapters(WorkerConfig(), Path(args.data_dir), {}, stack)
             if args.tenant_size:
                 adapters = dataclasses.replace(adapters, registry=TenantRegistry(Path(args.data_dir), args.tenant_size))
-            if args.metrics_shards:
-                sharded = ShardedMetrics(Path(args.data_dir), args.metrics_shards, adapters.flags)
-                stack.callback(sharded.close)
-                adapters = dataclasses.replace(adapters, metrics=sharded)
             if options:
                 worker = Worker(client, task_queue=args.task_queue, workflows=[ExperimentWorkflow],
                                 activities=Tools(adapters).all(),
@@ -392,7 +364,6 @@ class FleetConfig:
     start_concurrency: int = 50
     timeout_seconds: float = 1800.0
     worker_options: tuple[tuple[str, Any], ...] = ()  # extra temporalio Worker options (WORKER_OPTIONS_ENV)
-    metrics_shards: int = 0  # what-if: split the embedded metrics store by experiment (ShardedMetrics)
     spec_path: Path = SPEC
 
     @property
@@ -615,7 +586,7 @@ def _worker_process(config: FleetConfig, address: str, task_queue: str, data_dir
     log = tmp / "worker.log"
     cmd = [sys.executable, "-m", "bench.fleet", "worker", "--mode", config.mode, "--address", address,
            "--task-queue", task_queue, "--data-dir", str(data_dir), "--tenant-size", str(tenant_size),
-           "--stats-file", str(tmp / "threads.jsonl"), "--metrics-shards", str(config.metrics_shards)]
+           "--stats-file", str(tmp / "threads.jsonl")]
     env = {**os.environ}
     if config.worker_options:
         env[WORKER_OPTIONS_ENV] = json.dumps(dict(config.worker_options))
@@ -827,7 +798,6 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--data-dir", required=True)
     worker.add_argument("--tenant-size", type=int, default=0)
     worker.add_argument("--stats-file")
-    worker.add_argument("--metrics-shards", type=int, default=0)
     parser.add_argument("--n", type=int, nargs="+", default=[50], help="fleet sizes, measured in turn")
     parser.add_argument("--mode", choices=["ours", "floor"], default="ours")
     parser.add_argument("--hour-seconds", type=float, default=2.0)
@@ -835,14 +805,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=1)
     parser.add_argument("--window", type=float, help="measure this many seconds of steady state per size")
     parser.add_argument("--worker-options", default="{}", help="JSON: extra temporalio Worker options")
-    parser.add_argument("--metrics-shards", type=int, default=0, help="what-if: split the metrics store by experiment")
     args = parser.parse_args(argv)
     if args.command == "worker":
         return asyncio.run(_serve(args))
     config = FleetConfig(steps=tuple(args.n), mode=args.mode, hour_seconds=args.hour_seconds,
                          check_every_hours=args.check_every_hours, days=args.days, window_seconds=args.window,
-                         worker_options=tuple(json.loads(args.worker_options).items()),
-                         metrics_shards=args.metrics_shards)
+                         worker_options=tuple(json.loads(args.worker_options).items()))
     result = run_fleet(config, progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(result.summary())
     print(f"data: {result.data_dir}")
