@@ -6,6 +6,7 @@ Schema (one file, shared by every experiment):
     metric_events (exp_key VARCHAR, user_id VARCHAR, metric VARCHAR, value DOUBLE, at_s INTEGER)
     pre_period    (exp_key VARCHAR, user_id VARCHAR, metric VARCHAR, value DOUBLE)  at most one per user, metric
     sim_progress  (exp_key VARCHAR PRIMARY KEY, hours_done INTEGER)                 the simulator's high-water mark
+    rollup_*      the running aggregate (adapters/running_aggregate.py), folded in by every write
 
 Arm and metric names stay VARCHAR: DuckDB stores repeated strings dictionary-compressed, so on disk they cost
 about what small-int codes would, and an ENUM would need every arm name known when the table is created. at_s is
@@ -16,6 +17,10 @@ A user's value of a metric is the sum of their events up to the window's end, 0 
 summed as whole micro-units (`round(value * 1e6)`, BIGINT/HUGEINT): integer sums are exact, so the statistics
 are identical on every run however DuckDB's threads split the work (parallel float sums are not), a retried
 check gets the same snapshot id, and an analyst rerunning the recorded SQL gets the same numbers.
+
+The statistics query (`aggregate_sql`) is the definition, and every snapshot records it. A check whose window
+holds every row written so far (the usual live look) reads the running aggregate instead, which equals the query
+to the digit and costs the same at any size; an earlier window (a replayed look) runs the query.
 """
 
 from __future__ import annotations
@@ -33,10 +38,9 @@ import duckdb
 
 from abrollout.verdicts import MetricStats
 from adapters.protocols import MetricsSnapshot, Registered
+from adapters.running_aggregate import MICRO_UNITS_SQL, VALUE_SCALE, RunningAggregate
+from adapters.running_aggregate import SCHEMA as RUNNING_AGGREGATE_SCHEMA
 from adapters.simulator import Exposures, FlagReader, MetricEvents, PrePeriod, Rows, Simulator
-
-VALUE_SCALE = 1_000_000
-"""Values are aggregated in units of 1/VALUE_SCALE (see the module docstring)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exposures (
@@ -52,7 +56,6 @@ _CLAIM_FIRST_HOUR = "INSERT INTO sim_progress VALUES (?, 1) ON CONFLICT DO NOTHI
 _CLAIM_NEXT_HOUR = (
     "UPDATE sim_progress SET hours_done = hours_done + 1 WHERE exp_key = ? AND hours_done = ? RETURNING hours_done"
 )
-_MICRO_UNITS = f"CAST(round(value * {VALUE_SCALE}) AS BIGINT)"
 
 
 class Aggregate(NamedTuple):
@@ -81,7 +84,9 @@ class LocalMetrics:
 
     def __init__(self, path: Path, flags: FlagReader | None = None) -> None:
         self._con = duckdb.connect(str(path))
-        self._con.execute(_SCHEMA)
+        self._con.execute(_SCHEMA + RUNNING_AGGREGATE_SCHEMA)
+        self._running = RunningAggregate()
+        self._running.fold_unmarked(self._con)
         self._simulator = Simulator(self, flags) if flags is not None else None
 
     def close(self) -> None:
@@ -102,17 +107,23 @@ class LocalMetrics:
         self, exp_key: str, metrics: Sequence[str], until_seconds: int, arms: Sequence[str] = ()
     ) -> Aggregate:
         """Per arm: users exposed by `until_seconds` and, per metric, n, sum and sum of squares of their values,
-        plus the CUPED sums when every exposed user has a pre-period value. `arms` appear even without users."""
+        plus the CUPED sums when every exposed user has a pre-period value. `arms` appear even without users.
+        From the running aggregate when it holds exactly this window, else by the statistics query."""
         names = list(dict.fromkeys(metrics))
         with self._con.cursor() as cur, _transaction(cur):  # every query reads one snapshot of the data
             covariates = _metrics_with_pre_period(cur, exp_key, names)
-            early = bool(covariates) and 2 * _exposed(cur, exp_key, until_seconds) < max(covariates.values())
+            folded = self._running.read(cur, exp_key, until_seconds)
+            exposed = _exposed(cur, exp_key, until_seconds) if folded is None else folded.exposure_rows
+            early = bool(covariates) and 2 * exposed < max(covariates.values())
             query = aggregate_sql(exp_key, names, until_seconds, covariates, exposed_covariates_only=early)
-            columns, rows = _run(cur, query)
             freshness = freshness_sql(exp_key, until_seconds)
-            [(freshest,)] = cur.execute(freshness).fetchall()
-        return aggregate_from_rows([dict(zip(columns, row, strict=True)) for row in rows], names, arms, covariates,
-                                   (query, freshness), None if freshest is None else float(freshest))
+            if folded is None:
+                rows = _run(cur, query)
+                [(freshest,)] = cur.execute(freshness).fetchall()
+            else:
+                rows, freshest = folded.query_rows(names, covariates), folded.max_at_s
+        return aggregate_from_rows(rows, names, arms, covariates, (query, freshness),
+                                   None if freshest is None else float(freshest))
 
     def hours_done(self, exp_key: str) -> int:
         """Simulated hours already written for the experiment."""
@@ -136,13 +147,15 @@ class LocalMetrics:
             if not claimed:
                 return _hours_done(cur, exp_key)
             _insert(cur, exp_key, rows)
+            self._running.fold_rows(cur, exp_key, rows)
             return hour + 1
 
     def write_rows(self, exp_key: str, rows: Rows) -> None:
-        """Bulk-load a batch in one transaction (numpy columns, no per-row Python): ~1M rows in a fraction of a
-        second. Benchmarks load their data through here."""
+        """Bulk-load a batch in one transaction (numpy columns, no per-row Python), folded into the running
+        aggregate. Concurrent loads of one experiment conflict on its mark: one raises and writes nothing."""
         with self._con.cursor() as cur, _transaction(cur):
             _insert(cur, exp_key, rows)
+            self._running.fold_rows(cur, exp_key, rows)
 
 
 def aggregate_from_rows(rows: Sequence[dict[str, Any]], metrics: Sequence[str], arms: Sequence[str],
@@ -242,7 +255,7 @@ def _tagged(table: str, tags: dict[int, str], where: str) -> str:
     """A table's rows of the given metrics as user_id, k (the metric's tag) and v (the value in micro-units)."""
     cases = " ".join(f"WHEN {_literal(metric)} THEN {k}" for k, metric in tags.items())
     return (
-        f"SELECT {_list(['user_id', 'NULL AS arm_no', f'CASE metric {cases} END AS k', f'{_MICRO_UNITS} AS v'], 11)}"
+        f"SELECT {_list(['user_id', 'NULL AS arm_no', f'CASE metric {cases} END AS k', f'{MICRO_UNITS_SQL} AS v'], 11)}"
         f"\n    FROM {table}\n    WHERE {where} AND metric IN ({', '.join(map(_literal, tags.values()))})"
     )
 
@@ -296,9 +309,10 @@ def _exposed(cur: duckdb.DuckDBPyConnection, exp_key: str, until_seconds: int) -
     return int(count)
 
 
-def _run(cur: duckdb.DuckDBPyConnection, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+def _run(cur: duckdb.DuckDBPyConnection, query: str) -> list[dict[str, Any]]:
     rows = cur.execute(query).fetchall()
-    return [column[0] for column in cur.description or ()], rows
+    columns = [column[0] for column in cur.description or ()]
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def _hours_done(cur: duckdb.DuckDBPyConnection, exp_key: str) -> int:
