@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS rollup_arms (
     ss HUGEINT NOT NULL, pn BIGINT NOT NULL, ps HUGEINT NOT NULL, pss HUGEINT NOT NULL, psp HUGEINT NOT NULL);
 """
 SUMS = ("n", "s", "ss", "pn", "ps", "pss", "psp")
+READ_SUMS = f"SELECT arm, metric, {', '.join(SUMS)} FROM rollup_arms WHERE exp_key = ?"
 
 
 @dataclass(frozen=True)
@@ -199,8 +200,7 @@ class RunningAggregate:
         if not marks or (marks[0][1] is not None and marks[0][1] > until_seconds):
             return None
         [(exposure_rows, max_at_s)] = marks
-        sums = cur.execute(f"SELECT arm, metric, {', '.join(SUMS)} FROM rollup_arms WHERE exp_key = ?",
-                           [exp_key]).fetchall()
+        sums = cur.execute(READ_SUMS, [exp_key]).fetchall()
         return Folded(exposure_rows=int(exposure_rows), max_at_s=max_at_s, sums=sums)
 
 
