@@ -111,9 +111,12 @@ class LocalMetrics:
         From the running aggregate when it holds exactly this window, else by the statistics query."""
         names = list(dict.fromkeys(metrics))
         with self._con.cursor() as cur, _transaction(cur):  # every query reads one snapshot of the data
-            covariates = _metrics_with_pre_period(cur, exp_key, names)
             folded = self._running.read(cur, exp_key, until_seconds)
-            exposed = _exposed(cur, exp_key, until_seconds) if folded is None else folded.exposure_rows
+            if folded is None:
+                covariates = _metrics_with_pre_period(cur, exp_key, names)
+                exposed = _exposed(cur, exp_key, until_seconds)
+            else:
+                covariates, exposed = folded.covariates(names), folded.exposure_rows
             early = bool(covariates) and 2 * exposed < max(covariates.values())
             query = aggregate_sql(exp_key, names, until_seconds, covariates, exposed_covariates_only=early)
             freshness = freshness_sql(exp_key, until_seconds)

@@ -7,7 +7,8 @@ Tables (in the store's DuckDB file, beside the rows they summarise):
     rollup_users  (exp_key, user_id, arm)                           every user seen; arm NULL until exposed
     rollup_values (exp_key, user_id, metric, y, x)                  a user's value (sum of events) and covariate
     rollup_arms   (exp_key, arm, metric, n, s, ss, pn, ps, pss, psp) per arm: users (metric NULL), and per metric
-                                                                     the sums the statistics query yields
+                                                                     the sums the statistics query yields; arm
+                                                                     NULL: a metric's pre-period rows (n)
 
 Everything is in the same whole micro-units as the statistics query (`local_metrics.aggregate_sql`), which stays
 the definition: every row written so far is in the aggregate, so it answers a window exactly when the window holds
@@ -25,6 +26,7 @@ one experiment conflict on it and one is rolled back whole, never both folded.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,11 +46,12 @@ CREATE TABLE IF NOT EXISTS rollup_users (exp_key VARCHAR NOT NULL, user_id VARCH
 CREATE TABLE IF NOT EXISTS rollup_values (
     exp_key VARCHAR NOT NULL, user_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, y HUGEINT NOT NULL, x HUGEINT);
 CREATE TABLE IF NOT EXISTS rollup_arms (
-    exp_key VARCHAR NOT NULL, arm VARCHAR NOT NULL, metric VARCHAR, n BIGINT NOT NULL, s HUGEINT NOT NULL,
+    exp_key VARCHAR NOT NULL, arm VARCHAR, metric VARCHAR, n BIGINT NOT NULL, s HUGEINT NOT NULL,
     ss HUGEINT NOT NULL, pn BIGINT NOT NULL, ps HUGEINT NOT NULL, pss HUGEINT NOT NULL, psp HUGEINT NOT NULL);
 """
 SUMS = ("n", "s", "ss", "pn", "ps", "pss", "psp")
-READ_SUMS = f"SELECT arm, metric, {', '.join(SUMS)} FROM rollup_arms WHERE exp_key = ?"
+READ = (f"SELECT m.exposure_rows, m.max_at_s, a.arm, a.metric, {', '.join(f'a.{name}' for name in SUMS)}\n"
+        "FROM rollup_marks AS m LEFT JOIN rollup_arms AS a ON a.exp_key = m.exp_key WHERE m.exp_key = ?")
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ USING (
         SELECT new_arm AS arm, NULL AS metric, 1 AS n, 0 AS s, 0 AS ss, 0 AS pn, 0 AS ps, 0 AS pss, 0 AS psp
         FROM moved WHERE new_arm IS NOT NULL
         UNION ALL SELECT old_arm, NULL, -1, 0, 0, 0, 0, 0, 0 FROM moved WHERE old_arm IS NOT NULL
+        UNION ALL SELECT NULL, CAST(metric AS VARCHAR), 1, 0, 0, 0, 0, 0, 0 FROM {src.pre_period}
         UNION ALL SELECT new_arm, metric, 0, {contribution.format(sign="", y="new_y", x="new_x")}
         FROM user_values JOIN moved USING (user_id) WHERE new_arm IS NOT NULL
         UNION ALL SELECT old_arm, metric, 0, {contribution.format(sign="-", y="old_y", x="old_x")}
@@ -119,7 +123,7 @@ USING (
     SELECT arm, metric, {", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in SUMS)}
     FROM terms GROUP BY arm, metric
 ) AS d
-ON t.exp_key = $exp_key AND t.arm = d.arm AND t.metric IS NOT DISTINCT FROM d.metric
+ON t.exp_key = $exp_key AND t.arm IS NOT DISTINCT FROM d.arm AND t.metric IS NOT DISTINCT FROM d.metric
 WHEN MATCHED THEN UPDATE SET {", ".join(f"{name} = t.{name} + d.{name}" for name in SUMS)}
 WHEN NOT MATCHED THEN INSERT VALUES ($exp_key, d.arm, d.metric, {", ".join(f"d.{name}" for name in SUMS)})"""
     users = f"""
@@ -195,29 +199,34 @@ class RunningAggregate:
     @staticmethod
     def read(cur: duckdb.DuckDBPyConnection, exp_key: str, until_seconds: int) -> Folded | None:
         """The experiment's sums if they are exactly the window up to `until_seconds` (every row written is in
-        it), else None."""
-        marks = cur.execute("SELECT exposure_rows, max_at_s FROM rollup_marks WHERE exp_key = ?", [exp_key]).fetchall()
-        if not marks or (marks[0][1] is not None and marks[0][1] > until_seconds):
+        it), else None. One statement."""
+        found = cur.execute(READ, [exp_key]).fetchall()
+        if not found or (found[0][1] is not None and found[0][1] > until_seconds):
             return None
-        [(exposure_rows, max_at_s)] = marks
-        sums = cur.execute(READ_SUMS, [exp_key]).fetchall()
-        return Folded(exposure_rows=int(exposure_rows), max_at_s=max_at_s, sums=sums)
+        return Folded(exposure_rows=int(found[0][0]), max_at_s=found[0][1],
+                      sums=[row[2:] for row in found if row[4] is not None])  # n is None: no sums yet
 
 
 @dataclass(frozen=True)
 class Folded:
-    """An experiment's running aggregate as read: `sums` rows are (arm, metric or None for the users, *SUMS)."""
+    """An experiment's running aggregate as read: `sums` rows are (arm, metric, *SUMS) as in rollup_arms."""
 
     exposure_rows: int
     max_at_s: int | None
     sums: list[tuple[Any, ...]]
 
-    def query_rows(self, metrics: list[str], covariates: set[str] | dict[str, int]) -> list[dict[str, Any]]:
+    def covariates(self, metrics: list[str]) -> dict[str, int]:
+        """The metrics with pre-period rows, and how many (what `local_metrics` asks the tables otherwise)."""
+        return {metric: n for arm, metric, n, *_ in self.sums if arm is None and metric in metrics and n > 0}
+
+    def query_rows(self, metrics: list[str], covariates: Collection[str]) -> list[dict[str, Any]]:
         """The sums as the statistics query's rows (see `local_metrics.aggregate_from_rows`): one per arm with
         users, `sum_<i>`/`sum_sq_<i>` for metric i, and the `pre_*_<i>` columns for covariates only."""
         index = {name: i for i, name in enumerate(metrics)}
         by_arm: dict[str, dict[str, Any]] = {}
         for arm, metric, n, s, ss, pn, ps, pss, psp in self.sums:
+            if arm is None:
+                continue
             row = by_arm.setdefault(arm, {"arm": arm, "n": 0})
             if metric is None:
                 row["n"] = n
@@ -231,7 +240,7 @@ class Folded:
 
 # --- the fold of a small batch, in Python ints ------------------------------------------------------------------
 
-Key = tuple[str, str | None]  # (arm, metric), metric None for the users count
+Key = tuple[str | None, str | None]  # (arm, metric): metric None for the users, arm None for pre-period rows
 
 
 def micro_units(values: Floats) -> list[int]:
@@ -330,6 +339,8 @@ def _fold_in_python(cur: duckdb.DuckDBPyConnection, exp_key: str, rows: Rows) ->
             deltas[before, None][0] -= 1
         if after is not None:
             deltas[after, None][0] += 1
+    for metric in rows.pre_period.metric.tolist():
+        deltas[None, metric][0] += 1
     _write_arms(cur, exp_key, deltas)
     _write_users(cur, exp_key, new_users, moved)
     _write_values(cur, exp_key, new_values, changed)

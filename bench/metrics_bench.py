@@ -55,7 +55,7 @@ from numpy.typing import NDArray
 
 from adapters.local_metrics import VALUE_SCALE, Aggregate, LocalMetrics, aggregate_from_rows
 from adapters.postgres_metrics import PostgresMetrics, WarehouseTables, statistics_sql
-from adapters.running_aggregate import READ_SUMS
+from adapters.running_aggregate import READ
 
 EXP = "bench-exp"
 EARLIER = "earlier-exp"  # an experiment that ran before, a tenth the size: the store is shared
@@ -306,7 +306,7 @@ def bench_duckdb(path: Path, data: Data, seed: int, runs: int) -> tuple[list[Row
             plan = [f"  DuckDB, {_millions(data.rows)} rows (loaded in {loaded:.1f} s, folded into the running "
                     f"aggregate in {folded:.1f} s as the store opened the file):",
                     f"    the check, whole window ({ours.median * 1e3:.1f} ms): read from the running aggregate:"]
-            scans, profile = duckdb_scans(con, READ_SUMS, [EXP])
+            scans, profile = duckdb_scans(con, READ, [EXP])
             plan += [*(f"      {line}" for line in scans), f"      {profile}"]
             for label, query in ((f"the recorded statistics query rerun, whole window ({rerun.median:.3f} s)",
                                   result.queries[0]),
