@@ -3,6 +3,7 @@ rows arrive: in batches out of time order, users moving arm, covariates and even
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -48,6 +49,12 @@ def both_ways(metrics: LocalMetrics, names: list[str], until: int,
     return folded, queried
 
 
+def joined(batches: list[Data]) -> Data:
+    """Batches as one dataset (what the store holds once they are all written)."""
+    return Data([row for b in batches for row in b.exposures], [row for b in batches for row in b.events],
+                [row for b in batches for row in b.pre])
+
+
 def latest(data: Data) -> int:
     return max((at_s for *_, at_s in data.exposures + data.events), default=0)
 
@@ -57,10 +64,10 @@ def test_batches_in_any_order_give_the_query_s_statistics_to_the_digit(
         tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch, fold_in: str) -> None:
     metrics = LocalMetrics(tmp_path / "m.duckdb")
     metrics.write_rows("another-exp", random_data(seed + 1).rows())  # same users elsewhere: must not leak in
-    so_far = Data([], [], [])
-    for batch in split(awkward_data(seed), 4, seed):
+    batches = split(awkward_data(seed), 4, seed)
+    for count, batch in enumerate(batches, 1):
         metrics.write_rows(EXP, batch.rows())
-        so_far = Data(so_far.exposures + batch.exposures, so_far.events + batch.events, so_far.pre + batch.pre)
+        so_far = joined(batches[:count])
         for names in (METRICS, ["clicks"], []):
             folded, queried = both_ways(metrics, names, latest(so_far), monkeypatch)
             assert folded == queried  # statistics, freshness and the recorded SQL
@@ -105,3 +112,28 @@ def test_the_python_fold_rounds_to_micro_units_as_duckdb_does() -> None:
     assert micro_units(values) == expected
     with pytest.raises(ValueError, match="finite"):
         micro_units(np.array([1.0, float("nan")]))
+
+
+def test_writers_racing_on_one_experiment_leave_the_aggregate_equal_to_the_query(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fold_in: str) -> None:
+    """Bulk loads of one experiment from two stores on one file: a load that loses the race on the experiment's
+    mark raises and writes nothing (neither rows nor sums); whatever got in, the aggregate and the query agree."""
+    path = tmp_path / "m.duckdb"
+    stores = [LocalMetrics(path) for _ in range(2)]
+    batches = split(awkward_data(3), 8, 3)
+    written: list[Data] = []
+
+    def load(index: int) -> None:
+        try:
+            stores[index % 2].write_rows(EXP, batches[index].rows())
+            written.append(batches[index])
+        except (duckdb.TransactionException, duckdb.ConstraintException):
+            pass
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(load, range(len(batches))))
+    assert written, "some load must get in"
+    everything = joined(written)
+    folded, queried = both_ways(stores[0], METRICS, latest(everything), monkeypatch)
+    assert folded == queried
+    assert folded == exact_reference(everything, METRICS, latest(everything), ARMS)._replace(queries=folded.queries)
