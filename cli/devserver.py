@@ -11,7 +11,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +60,22 @@ def wait_until_ready(process: subprocess.Popen[bytes], ready: Callable[[], bool]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int, taken: Collection[int | None] = ()) -> list[int]:
+    """`count` distinct free loopback ports, none of them in `taken`. The probe sockets stay open until all are
+    found: one released before the next was asked for could be handed out again, and a dev server given the
+    same port twice loses its frontend to its own HTTP listener (which still answers the readiness probe)."""
+    with ExitStack() as probes:
+        ports: list[int] = []
+        while len(ports) < count:
+            probe = probes.enter_context(socket.socket())
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+            if port not in taken:
+                ports.append(port)
+        return ports
 
 
 def answers(address: str, timeout: float = 0.5) -> bool:
@@ -75,9 +89,10 @@ def answers(address: str, timeout: float = 0.5) -> bool:
 
 
 def command(db_file: Path, port: int, ui_port: int | None, metrics_port: int | None = None) -> list[str]:
+    http_port, spare = free_ports(2, taken={port, ui_port, metrics_port})
     cmd = [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
-           "--http-port", str(free_port()), "--db-filename", str(db_file), "--log-level", "warn"]
-    cmd += ["--metrics-port", str(metrics_port or free_port())]
+           "--http-port", str(http_port), "--db-filename", str(db_file), "--log-level", "warn"]
+    cmd += ["--metrics-port", str(metrics_port or spare)]
     cmd += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]
