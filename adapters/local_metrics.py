@@ -26,6 +26,7 @@ to the digit and costs the same at any size; an earlier window (a replayed look)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import Collection, Iterator, Sequence
@@ -86,7 +87,10 @@ class LocalMetrics:
         self._con = duckdb.connect(str(path))
         self._con.execute(_SCHEMA + RUNNING_AGGREGATE_SCHEMA)
         self._running = RunningAggregate()
-        self._running.fold_unmarked(self._con)
+        for exp_key in self._running.unmarked(self._con):
+            with contextlib.suppress(duckdb.TransactionException, duckdb.ConstraintException), \
+                    self._con.cursor() as cur, _transaction(cur):  # another store folded it first
+                self._running.fold_stored(cur, exp_key)
         self._simulator = Simulator(self, flags) if flags is not None else None
 
     def close(self) -> None:

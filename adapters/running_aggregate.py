@@ -18,9 +18,10 @@ retried look after later hours were written) runs the query.
 
 Folding a batch changes a touched user's contribution: their arm can move (a first exposure, or one in an arm
 first in name order: they count in that one), their values grow. So the fold reads the touched users' old state,
-adds (new contribution - old contribution) to their arms' sums, then writes the new state: three MERGE statements
-over the batch and the touched users, in the writer's transaction. The mark row is written first: two writers of
-one experiment conflict on it and one is rolled back whole, never both folded.
+adds (new contribution - old contribution) to their arms' sums, then writes the new state, in the writer's
+transaction: in Python ints for a small batch, by MERGE statements for a large one or for rows already stored. The
+mark row is written first: two writers of one experiment conflict on it and one is rolled back whole, never both
+folded.
 """
 
 from __future__ import annotations
@@ -178,23 +179,21 @@ class RunningAggregate:
             for name in batches:
                 cur.unregister(name)
 
-    def fold_unmarked(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Fold the rows of every experiment the aggregate has no mark for: a file written before the aggregate
-        existed, or loaded by SQL (benchmarks). One transaction per experiment; one that another store folds
-        meanwhile is skipped (it has a mark by then, or its mark conflicts and the transaction is rolled back)."""
-        unmarked = con.execute(
+    @staticmethod
+    def unmarked(con: duckdb.DuckDBPyConnection) -> list[str]:
+        """Experiments with rows but no mark: a file written before the aggregate existed, or loaded by SQL
+        (benchmarks). `fold_stored` folds them."""
+        found = con.execute(
             "SELECT exp_key FROM exposures UNION SELECT exp_key FROM metric_events UNION SELECT exp_key FROM "
             "pre_period EXCEPT SELECT exp_key FROM rollup_marks ORDER BY exp_key").fetchall()
-        for (exp_key,) in unmarked:
-            with con.cursor() as cur:
-                cur.begin()
-                try:
-                    if not cur.execute("SELECT 1 FROM rollup_marks WHERE exp_key = ?", [exp_key]).fetchall():
-                        for statement in self._from_tables:
-                            cur.execute(statement, {"exp_key": exp_key})
-                    cur.commit()
-                except (duckdb.TransactionException, duckdb.ConstraintException):
-                    cur.rollback()
+        return [exp_key for (exp_key,) in found]
+
+    def fold_stored(self, cur: duckdb.DuckDBPyConnection, exp_key: str) -> None:
+        """Fold every stored row of an experiment that has no mark yet; nothing if another store has marked it
+        meanwhile (a concurrent fold conflicts on the mark, and its transaction is rolled back)."""
+        if not cur.execute("SELECT 1 FROM rollup_marks WHERE exp_key = ?", [exp_key]).fetchall():
+            for statement in self._from_tables:
+                cur.execute(statement, {"exp_key": exp_key})
 
     @staticmethod
     def read(cur: duckdb.DuckDBPyConnection, exp_key: str, until_seconds: int) -> Folded | None:
