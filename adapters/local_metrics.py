@@ -125,7 +125,7 @@ class LocalMetrics:
             query = aggregate_sql(exp_key, names, until_seconds, covariates, exposed_covariates_only=early)
             freshness = freshness_sql(exp_key, until_seconds)
             if folded is None:
-                rows = _run(cur, query)
+                rows = fetch_dicts(cur, query)
                 [(freshest,)] = cur.execute(freshness).fetchall()
             else:
                 rows, freshest = folded.query_rows(names, covariates), folded.max_at_s
@@ -316,7 +316,8 @@ def _exposed(cur: duckdb.DuckDBPyConnection, exp_key: str, until_seconds: int) -
     return int(count)
 
 
-def _run(cur: duckdb.DuckDBPyConnection, query: str) -> list[dict[str, Any]]:
+def fetch_dicts(cur: duckdb.DuckDBPyConnection, query: str) -> list[dict[str, Any]]:
+    """The query's rows as dicts by column name (what `aggregate_from_rows` takes)."""
     rows = cur.execute(query).fetchall()
     columns = [column[0] for column in cur.description or ()]
     return [dict(zip(columns, row, strict=True)) for row in rows]

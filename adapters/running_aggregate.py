@@ -73,15 +73,15 @@ _TABLES = Sources(
 )
 
 
-def _fold_statements(src: Sources, micro_units: str) -> tuple[str, ...]:
+def _fold_statements(src: Sources) -> tuple[str, ...]:
     """The fold, in the order it must run: the mark (claims the experiment), the arms' sums (from the users' old
     state), then the users' new state."""
     batch = f"""batch_values AS (
         SELECT user_id, metric, sum(v) FILTER (NOT pre) AS dy, sum(v) FILTER (pre) AS dx
-        FROM (SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(metric AS VARCHAR) AS metric, {micro_units} AS v,
+        FROM (SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(metric AS VARCHAR) AS metric, {MICRO_UNITS_SQL} AS v,
                      false AS pre FROM {src.events}
               UNION ALL
-              SELECT CAST(user_id AS VARCHAR), CAST(metric AS VARCHAR), {micro_units}, true FROM {src.pre_period})
+              SELECT CAST(user_id AS VARCHAR), CAST(metric AS VARCHAR), {MICRO_UNITS_SQL}, true FROM {src.pre_period})
         GROUP BY user_id, metric),
     touched AS (
         SELECT user_id, min(arm) AS arm
@@ -152,8 +152,8 @@ class RunningAggregate:
     SQL_FROM_ROWS = 10_000
 
     def __init__(self) -> None:
-        self._from_batch = _fold_statements(_NUMPY, MICRO_UNITS_SQL)
-        self._from_tables = _fold_statements(_TABLES, MICRO_UNITS_SQL)
+        self._from_batch = _fold_statements(_NUMPY)
+        self._from_tables = _fold_statements(_TABLES)
 
     def fold_rows(self, cur: duckdb.DuckDBPyConnection, exp_key: str, rows: Rows) -> None:
         """Fold a batch being written."""

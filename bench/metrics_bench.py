@@ -53,7 +53,7 @@ import numpy as np
 import psycopg
 from numpy.typing import NDArray
 
-from adapters.local_metrics import VALUE_SCALE, Aggregate, LocalMetrics, aggregate_from_rows
+from adapters.local_metrics import VALUE_SCALE, Aggregate, LocalMetrics, aggregate_from_rows, fetch_dicts
 from adapters.postgres_metrics import PostgresMetrics, WarehouseTables, statistics_sql
 from adapters.running_aggregate import READ
 
@@ -324,9 +324,7 @@ def rerun_recorded(con: duckdb.DuckDBPyConnection, recorded: Aggregate) -> Aggre
     """The snapshot's recorded SQL run as it stands (what an analyst reruns, and what the store runs for a window
     the running aggregate does not hold), turned into statistics the same way."""
     query, freshness = recorded.queries
-    cur = con.execute(query)
-    columns = [column[0] for column in cur.description or ()]
-    rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+    rows = fetch_dicts(con, query)
     [(freshest,)] = con.execute(freshness).fetchall()
     return aggregate_from_rows(rows, METRICS, ARMS, {COVARIATE}, recorded.queries,
                                None if freshest is None else float(freshest))
