@@ -70,6 +70,8 @@ class PostgresSection(Section):
                                    description="Table and column names (keys of adapters.postgres_metrics."
                                    "WarehouseTables); unknown keys and unsafe names are refused at start.")
     create_tables: bool = False
+    rollup: bool = Field(default=False, description="Answer checks from a running aggregate kept by triggers on the "
+                         "metrics tables (adapters/postgres_rollup.py; create_tables = true installs it).")
 
 
 class UrlSection(Section):
@@ -225,7 +227,8 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
         from adapters.postgres_metrics import PostgresMetrics
 
         warehouse = PostgresMetrics(dsn, _tables(config), flags=flags if simulate else None, simulate=simulate,
-                                    wrap_store=_mirror(config, stack) if simulate else None)
+                                    wrap_store=_mirror(config, stack) if simulate else None,
+                                    rollup=config.postgres.rollup)
         metrics = await _checked(stack, warehouse, config.postgres.create_tables)
     else:
         metrics = LocalMetrics(data_dir / "metrics.duckdb", flags=flags if simulate else None)

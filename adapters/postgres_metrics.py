@@ -15,6 +15,10 @@ freshest time and which metrics have pre-period rows, so everything comes from o
 Rounding to micro-units is PostgreSQL's (half to even for double precision, half away from zero for numeric), which
 differs from DuckDB's only for a value exactly half a micro-unit away from two.
 
+With `rollup`, a window that holds every row of the experiment is answered from per-arm sums that triggers keep
+up to date (adapters/postgres_rollup.py), equal to the statement's result to the digit; the statement is still
+what the check records, and what runs for any other window.
+
 Configured names are validated and quoted, never pasted: configuration cannot become SQL. Quoting makes them case
 sensitive ("Exposures" is not exposures).
 
@@ -36,8 +40,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from adapters.local_metrics import VALUE_SCALE, Aggregate, aggregate_from_rows
+from adapters.local_metrics import Aggregate, aggregate_from_rows
+from adapters.postgres_rollup import Rollup, install
 from adapters.protocols import AdapterConfigError, MetricsSnapshot, Registered
+from adapters.running_aggregate import VALUE_SCALE
 from adapters.simulator import FlagReader, HourStore, Rows, Simulator
 
 CONFIG_SECTION = "[postgres.tables]"
@@ -202,9 +208,13 @@ class PostgresMetrics:
 
     def __init__(self, dsn: str, tables: WarehouseTables = WarehouseTables(), flags: FlagReader | None = None,
                  simulate: bool = False, min_pool: int = 1, max_pool: int = 8, *, timeout: float = 30.0,
-                 statement_timeout: float = 240.0, wrap_store: Callable[[HourStore], HourStore] | None = None) -> None:
-        """`wrap_store` lets the simulator write through another store too (e.g. a Prometheus mirror)."""
+                 statement_timeout: float = 240.0, wrap_store: Callable[[HourStore], HourStore] | None = None,
+                 rollup: bool = False) -> None:
+        """`wrap_store` lets the simulator write through another store too (e.g. a Prometheus mirror). `rollup`:
+        answer checks from the triggers' running aggregate (adapters/postgres_rollup.py) where it holds the
+        window; `ensure_schema` installs it, `check` requires it."""
         self.tables = tables
+        self._rollup = Rollup(tables) if rollup else None
         # JIT off: the statistics statement's joins of per-user aggregates are estimated far above their size, so
         # the server would JIT-compile it with inlining and optimisation, about 2 s at 1M rows and 4 s at 10M, more
         # than the compiled code saves. Results do not depend on it (an analyst's rerun with JIT gets them too).
@@ -229,11 +239,18 @@ class PostgresMetrics:
         if self._simulator is not None:
             privileges = {table: ["SELECT", "INSERT"] for table in privileges} | {
                 "sim_progress": ["SELECT", "INSERT", "UPDATE"]}
-        await self._db.check([
-            TableCheck(name=getattr(t, table), origin=f"{CONFIG_SECTION} {table}",
-                       columns={getattr(t, key): f"{CONFIG_SECTION} {key}" for key in t.columns(table).values()},
-                       privileges=tuple(needed))
-            for table, needed in privileges.items()])
+        checks = [TableCheck(name=getattr(t, table), origin=f"{CONFIG_SECTION} {table}",
+                             columns={getattr(t, key): f"{CONFIG_SECTION} {key}" for key in t.columns(table).values()},
+                             privileges=tuple(needed))
+                  for table, needed in privileges.items()]
+        if self._rollup is not None:
+            checks += [TableCheck(name=self._rollup.name(table), columns={},
+                                  origin="[postgres] rollup; create_tables = true installs it",
+                                  privileges=("SELECT",)) for table in ("marks", "arms")]
+        await self._db.check(checks)
+        if self._rollup is not None:
+            async with self._db.pool.connection() as conn:
+                await self._rollup.check_triggers(conn)
 
     async def ensure_schema(self) -> None:
         """Create the tables with the embedded store's types and the indexes the statistics query filters on (for
@@ -259,6 +276,9 @@ class PostgresMetrics:
             _index(t, "pre_period", "exp_key", "metric", "user_id", unique=True),
         ]
         await self._db.create(statements)
+        if self._rollup is not None:
+            async with self._db.pool.connection() as conn:
+                await install(conn, t, _SCHEMA_LOCK)
 
     async def snapshot(self, registered: Registered, run_id: str, at_seconds: int,
                        metrics: list[str]) -> MetricsSnapshot:
@@ -276,6 +296,13 @@ class PostgresMetrics:
         names = list(dict.fromkeys(metrics))
         query = statistics_sql(self.tables, exp_key, names, until_seconds)
         async with self._db.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            if self._rollup is not None:
+                await cur.execute(self._rollup.read_sql(), [exp_key], prepare=True)
+                folded = Rollup.sums([tuple(row.values()) for row in await cur.fetchall()], until_seconds)
+                if folded is not None:
+                    with_rows = folded.covariates(names)
+                    return aggregate_from_rows(folded.query_rows(names, with_rows), names, arms, with_rows,
+                                               (query,), folded.freshest(names))
             await cur.execute(query)
             rows = [{column: value if column == "arm" or value is None else int(value)
                      for column, value in row.items()} for row in await cur.fetchall()]

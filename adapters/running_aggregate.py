@@ -202,15 +202,15 @@ class RunningAggregate:
         found = cur.execute(READ, [exp_key]).fetchall()
         if not found or (found[0][1] is not None and found[0][1] > until_seconds):
             return None
-        return Folded(exposure_rows=int(found[0][0]), max_at_s=found[0][1],
-                      sums=[row[2:] for row in found if row[4] is not None])  # n is None: no sums yet
+        return Folded(max_at_s=found[0][1], sums=[row[2:] for row in found if row[4] is not None],  # n None: no sums
+                      exposure_rows=int(found[0][0]))
 
 
 @dataclass(frozen=True)
-class Folded:
-    """An experiment's running aggregate as read: `sums` rows are (arm, metric, *SUMS) as in rollup_arms."""
+class ArmSums:
+    """An experiment's running aggregate as read (here or from PostgreSQL's rollup): `sums` rows are (arm,
+    metric, *SUMS) as in rollup_arms, `max_at_s` the latest row folded in."""
 
-    exposure_rows: int
     max_at_s: int | None
     sums: list[tuple[Any, ...]]
 
@@ -235,6 +235,13 @@ class Folded:
                 if metric in covariates:
                     row |= {f"pre_n_{i}": pn, f"pre_sum_{i}": ps, f"pre_sum_sq_{i}": pss, f"pre_sum_product_{i}": psp}
         return [row for row in by_arm.values() if row["n"] > 0]
+
+
+@dataclass(frozen=True)
+class Folded(ArmSums):
+    """The embedded store's sums, with the exposure rows folded in (it sizes the query's covariate join)."""
+
+    exposure_rows: int
 
 
 # --- the fold of a small batch, in Python ints ------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +13,15 @@ from tests.servers.prometheus import Prometheus
 from tests.servers.prometheus import start as start_prometheus
 from tests.servers.unleash import Unleash
 from tests.servers.unleash import start as start_unleash
+
+
+@pytest.fixture
+def database(postgres: Postgres, request: pytest.FixtureRequest) -> str:
+    """A fresh database for the test (the session's server is shared, Unleash included): its name."""
+    digest = hashlib.sha256(request.node.name.encode()).hexdigest()[:8]  # parametrised names differ at the end
+    name = f"pgtest_{re.sub(r'[^a-z0-9]+', '_', request.node.name.lower())[:40]}_{digest}"
+    postgres.create_database(name)
+    return name
 
 
 @pytest.fixture(scope="session")

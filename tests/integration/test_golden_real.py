@@ -1,7 +1,8 @@
 """The golden scenarios end to end on real systems: a Temporal dev server, a worker.py process whose adapters are
-Unleash (flags), PostgreSQL (warehouse and registry) and Prometheus (operational guardrails), with the traffic
-simulator writing into PostgreSQL and Prometheus. Plus the crash test: a worker killed right after Unleash applied
-AllocateTraffic, and a new worker finishing the experiment with one strategy change for that key."""
+Unleash (flags), PostgreSQL (warehouse, its checks read from the rollup, and registry) and Prometheus (operational
+guardrails), with the traffic simulator writing into PostgreSQL and Prometheus. Plus the crash test: a worker
+killed right after Unleash applied AllocateTraffic, and a new worker finishing the experiment with one strategy
+change for that key."""
 
 from __future__ import annotations
 
@@ -108,6 +109,7 @@ url = "{unleash.url}"
 
 [postgres]
 create_tables = true
+rollup = true
 
 [prometheus]
 url = "{prometheus.url}"

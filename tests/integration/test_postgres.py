@@ -6,7 +6,6 @@ errors name what is missing but never the password."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -57,14 +56,6 @@ GRANT USAGE ON SCHEMA public TO {role};
 GRANT SELECT ON exposures, metric_events, pre_period TO {role};
 GRANT SELECT, INSERT, UPDATE ON abrollout_experiments, abrollout_runs TO {role};
 """
-
-
-@pytest.fixture
-def database(postgres: Postgres, request: pytest.FixtureRequest) -> str:
-    """A fresh database for the test (the session's server is shared, Unleash included): its name."""
-    name = "pgtest_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
-    postgres.create_database(name)
-    return name
 
 
 @asynccontextmanager
