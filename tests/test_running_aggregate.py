@@ -3,6 +3,7 @@ rows arrive: in batches out of time order, users moving arm, covariates and even
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -59,12 +60,13 @@ def latest(data: Data) -> int:
     return max((at_s for *_, at_s in data.exposures + data.events), default=0)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize(("make", "seed"), [(awkward_data, 1), (awkward_data, 2), (awkward_data, 3), (random_data, 4)])
 def test_batches_in_any_order_give_the_query_s_statistics_to_the_digit(
-        tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch, fold_in: str) -> None:
+        tmp_path: Path, make: Callable[[int], Data], seed: int, monkeypatch: pytest.MonkeyPatch, fold_in: str) -> None:
+    """With `random_data` every exposed user has a revenue covariate, so the CUPED sums are compared too."""
     metrics = LocalMetrics(tmp_path / "m.duckdb")
     metrics.write_rows("another-exp", random_data(seed + 1).rows())  # same users elsewhere: must not leak in
-    batches = split(awkward_data(seed), 4, seed)
+    batches = split(make(seed), 4, seed)
     for count, batch in enumerate(batches, 1):
         metrics.write_rows(EXP, batch.rows())
         so_far = joined(batches[:count])
@@ -73,6 +75,8 @@ def test_batches_in_any_order_give_the_query_s_statistics_to_the_digit(
             assert folded == queried  # statistics, freshness and the recorded SQL
             assert snapshot_id(folded) == snapshot_id(queried)
             assert folded == exact_reference(so_far, names, latest(so_far), ARMS)._replace(queries=folded.queries)
+    whole = metrics.aggregate(EXP, METRICS, latest(joined(batches)), ARMS)
+    assert whole.metrics["revenue"]["control"].has_covariate == (make is random_data)
 
 
 def test_a_window_ending_before_the_latest_row_runs_the_query(tmp_path: Path, fold_in: str) -> None:
