@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -86,14 +86,16 @@ async def assert_exact(stores: tuple[PostgresMetrics, PostgresMetrics], data: Da
             queries=folded.queries, freshest_event_seconds=folded.freshest_event_seconds)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("make", "seed"), [(awkward_data, 1), (awkward_data, 2), (random_data, 3)])
 async def test_batches_in_any_order_fold_to_the_query_s_statistics(
-        stores: tuple[PostgresMetrics, PostgresMetrics], postgres: Postgres, database: str, seed: int) -> None:
+        stores: tuple[PostgresMetrics, PostgresMetrics], postgres: Postgres, database: str,
+        make: Callable[[int], Data], seed: int) -> None:
     """Late rows, users moving to an arm first in name order, events and covariates before exposures, a
-    duplicated covariate, a quoted metric name; another experiment with the same users alongside."""
+    duplicated covariate, a quoted metric name; another experiment with the same users alongside. With
+    `random_data` every exposed user has a revenue covariate, so the CUPED sums are compared too."""
     dsn = postgres.dsn(database)
     insert(dsn, OTHER, random_data(seed + 1))
-    batches = split(awkward_data(seed), 4, seed)
+    batches = split(make(seed), 4, seed)
     for count, batch in enumerate(batches, 1):
         if count % 2:
             insert(dsn, EXP, batch)
@@ -101,6 +103,8 @@ async def test_batches_in_any_order_fold_to_the_query_s_statistics(
             assert await asyncio.to_thread(stores[0].write_hour, EXP, count // 2 - 1, batch.rows()) == count // 2
         await assert_exact(stores, joined(batches[:count]))
     await assert_exact(stores, random_data(seed + 1), OTHER)
+    result = await stores[0].aggregate(EXP, METRICS, latest(joined(batches)), ARMS)
+    assert result.metrics["revenue"]["control"].has_covariate == (make is random_data)
 
 
 async def test_one_statement_with_several_experiments_folds_each(
