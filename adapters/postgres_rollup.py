@@ -103,6 +103,18 @@ class Rollup:
             schemas[table] = str(found[0])
         return cls(tables, schemas)
 
+    async def nullable_columns(self, conn: psycopg.AsyncConnection[Any]) -> list[tuple[str, str]]:
+        """The (table, column) pairs the fold reads that allow NULL, quoted for SQL."""
+        found = []
+        for table in DATA_TABLES:
+            keys = self.t.columns(table).values()
+            names = [getattr(self.t, key) for key in keys]
+            rows = await (await conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) "
+                "AND NOT attnotnull ORDER BY attnum", [self.data(table), names])).fetchall()
+            found += [(self.data(table), sql.Identifier(name).as_string()) for (name,) in rows]
+        return found
+
     # --- names -----------------------------------------------------------------------------------------------
 
     def data(self, table: str) -> str:
@@ -387,6 +399,12 @@ async def install(conn: psycopg.AsyncConnection[Any], tables: WarehouseTables, s
         await conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")  # whatever the server's default
         await conn.execute(schema_lock)
         rollup = await Rollup.resolve(conn, tables)
+        nullable = await rollup.nullable_columns(conn)
+        if nullable:
+            raise AdapterConfigError(
+                "[postgres] rollup needs every column it reads NOT NULL (a NULL user, arm or time would be folded "
+                "where the statistics statement leaves it out, or stop the loader's statement): "
+                + "; ".join(f"ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL" for table, column in nullable))
         [(enabled,)] = await (await conn.execute(rollup.triggers_enabled())).fetchall()
         for statement in rollup.install_sql(fold_all=enabled != TRIGGER_COUNT):
             await conn.execute(statement)

@@ -246,3 +246,21 @@ async def test_a_loader_needs_no_grant_on_the_rollup_and_a_read_only_reader_read
         with pytest.raises(psycopg.errors.InsufficientPrivilege), \
                 psycopg.connect(postgres.dsn(database, role)) as conn:
             conn.execute("SELECT abrollout_rollup_refold(%s)", [EXP])
+
+
+async def test_a_column_that_allows_null_is_refused_with_the_fix_and_nothing_installed(
+        postgres: Postgres, database: str) -> None:
+    dsn = postgres.dsn(database)
+    async with opened(PostgresMetrics(dsn)) as plain:
+        await plain.ensure_schema()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE exposures ALTER COLUMN user_id DROP NOT NULL")
+        conn.execute("ALTER TABLE metric_events ALTER COLUMN at_s DROP NOT NULL")
+    async with opened(PostgresMetrics(dsn, rollup=True)) as folded:
+        with pytest.raises(AdapterConfigError) as refused:
+            await folded.ensure_schema()
+        assert ('ALTER TABLE "public"."exposures" ALTER COLUMN "user_id" SET NOT NULL; '
+                'ALTER TABLE "public"."metric_events" ALTER COLUMN "at_s" SET NOT NULL') in str(refused.value)
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'abrollout%'").fetchone() == (0,)
+            assert conn.execute("SELECT to_regclass('abrollout_rollup_marks')").fetchone() == (None,)
