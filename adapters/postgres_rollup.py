@@ -61,9 +61,9 @@ TRIGGER_COUNT = len(EVENTS) * len(DATA_TABLES)
 
 @dataclass(frozen=True)
 class Source:
-    """Where a fold reads one table's rows of experiment `the_exp` (a PL/pgSQL variable), as the columns the fold
-    expects: exposures (user_id, arm, at_s), metric_events (user_id, metric, value, at_s), pre_period (user_id,
-    metric, value)."""
+    """Where a fold reads each table's rows (a trigger's batch, or one experiment's stored rows), as the columns the
+    fold expects: exposures (exp_key, user_id, arm, at_s), metric_events (exp_key, user_id, metric, value, at_s),
+    pre_period (exp_key, user_id, metric, value)."""
 
     exposures: str
     events: str
