@@ -56,6 +56,7 @@ MINIMUM_SERVER = 150000
 PREFIX = "abrollout_rollup_"
 EVENTS = ("insert", "update", "delete", "truncate")
 DATA_TABLES = ("exposures", "metric_events", "pre_period")
+OWN_TABLES = ("users", "values", "arms", "marks")
 TRIGGER_COUNT = len(EVENTS) * len(DATA_TABLES)
 
 
@@ -184,7 +185,7 @@ class Rollup:
                 self._refold_function(), self._truncated_function(),
                 *(self._trigger_function(table) for table in DATA_TABLES), *self._triggers(),
                 f"REVOKE EXECUTE ON FUNCTION {', '.join(self._functions())} FROM PUBLIC",
-                *([f"TRUNCATE {self._own_tables()}"] if fold_all else []),
+                *([f"TRUNCATE {self.own_tables()}"] if fold_all else []),
                 f"SELECT {self.own('refold')}(key) FROM ({todo}) AS todo (key) WHERE key IS NOT NULL ORDER BY key"]
 
     def _experiments(self) -> str:
@@ -199,8 +200,9 @@ class Rollup:
             ("lock", "text[]"), ("refold", "text"), ("truncated", ""),
             *((f"on_{table}", "") for table in DATA_TABLES))]
 
-    def _own_tables(self) -> str:
-        return ", ".join(self.own(name) for name in ("users", "values", "arms", "marks"))
+    def own_tables(self) -> str:
+        """The rollup's tables, quoted and comma-separated (for TRUNCATE or DROP)."""
+        return ", ".join(self.own(name) for name in OWN_TABLES)
 
     def _tables(self) -> list[str]:
         sums = ", ".join(f"{name} {'bigint' if name in ('n', 'pn') else 'numeric'} NOT NULL" for name in SUMS)
@@ -243,8 +245,7 @@ END""")
                           for table in DATA_TABLES))
         at = (f"SELECT max(at_s) FROM (SELECT at_s FROM {tables.exposures} AS e UNION ALL SELECT at_s FROM "
               f"{tables.events} AS v) AS times")
-        deletes = "\n    ".join(f"DELETE FROM {self.own(name)} WHERE exp_key = the_exp;"
-                                for name in ("users", "values", "arms", "marks"))
+        deletes = "\n    ".join(f"DELETE FROM {self.own(name)} WHERE exp_key = the_exp;" for name in OWN_TABLES)
         return self._function("refold", "the_exp text", "void", f"""
 BEGIN
     IF NOT {self.own('lock')}(ARRAY[the_exp]) THEN
@@ -261,7 +262,7 @@ END""")
 DECLARE
     the_exp text;
 BEGIN
-    TRUNCATE {self._own_tables()};
+    TRUNCATE {self.own_tables()};
     FOR the_exp IN SELECT key FROM ({self._experiments()}) AS keys (key) WHERE key IS NOT NULL ORDER BY 1 LOOP
         PERFORM {self.own('refold')}(the_exp);
     END LOOP;
@@ -321,10 +322,9 @@ END""")
 
     def _columns(self, table: str, relation: str, where: str) -> str:
         """`relation`'s rows that match `where`, in `table`'s layout, as the fold's columns."""
-        names = {"exposures": ("user_id", "arm", "at_s"), "metric_events": ("user_id", "metric", "value", "at_s"),
-                 "pre_period": ("user_id", "metric", "value")}[table]
         listed = ", ".join([f"{self.column(table, 'exp_key')}::text AS exp_key",
-                            *(f"{self.column(table, name)} AS {name}" for name in names)])
+                            *(f"{self.t.q(key)} AS {name}" for name, key in self.t.columns(table).items()
+                              if name != "exp_key")])
         return f"(SELECT {listed} FROM {relation} WHERE {where})"
 
     def _fold(self, src: Source) -> str:

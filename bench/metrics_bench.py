@@ -406,8 +406,8 @@ def load_postgres(dsn: str, files: dict[str, Path]) -> float:
     VACUUM ANALYZE; the seconds it took."""
     started = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS exposures, metric_events, pre_period, sim_progress, abrollout_rollup_marks, "
-                     "abrollout_rollup_users, abrollout_rollup_values, abrollout_rollup_arms")
+        conn.execute("DROP TABLE IF EXISTS exposures, metric_events, pre_period, sim_progress, "
+                     + Rollup(WarehouseTables()).own_tables())
         asyncio.run(_ensure_schema(dsn))
         conn.execute(f"DROP INDEX {', '.join(PG_INDEXES)}")
         conn.execute("SET maintenance_work_mem = '512MB'")
