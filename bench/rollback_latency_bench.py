@@ -54,15 +54,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from abrollout.contracts.records import ReceiptRecord
-from abrollout.contracts.spec import ExperimentSpec
 from abrollout.planner import flag_key
-from abrollout.spec_loader import check_text
 from adapters.config import Choices, UnleashSection, WorkerConfig, build_adapters
 from adapters.local_metrics import LocalMetrics
-from adapters.simulator import Exposures, MetricEvents, PrePeriod, Rows
 from cli import devserver, logs
 from cli.experiments import ExperimentHandle, start_experiment
 from cli.worker_setup import build_worker
+from tests.alert_scenario import alert, breach_rows, healthy_rows, spec, webhook
 from workflows.experiment import ExperimentWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,25 +68,7 @@ TARGET_MEDIAN_S = 2.0
 PULL_INTERVAL_S = 3600.0  # the hourly guardrail schedule (Schedule.guardrail_check_every)
 FLAGGER_S = 60.0 * 10  # Flagger: analysis interval 1m x failed-check threshold 10
 POLL_SECONDS = 0.02  # the bench's own Unleash poll: fine enough, without loading Unleash while it rolls back
-USERS_PER_ARM = 1000
 QUEUE = "rollback-bench"
-
-SPEC = """
-name: {name}
-domain: prompts
-treatment_spec:
-  control: {{prompt: assistant-v6}}
-  treatment: {{prompt: assistant-v7}}
-primary_metric: {{name: resolved_rate, kind: proportion, baseline: 0.30}}
-guardrails:
-  - {{name: defect_rate, threshold: 0.03, direction: "<"}}
-mde: {{kind: relative, value: 5}}
-max_duration_days: 14
-max_concurrent: 50
-owners: [assistant-team@example.com]
-allocation: {{expected_daily_users: 9600}}
-schedule: {{hour_seconds: 3600}}
-"""
 
 
 # ---- the stack -----------------------------------------------------------------------------------------------
@@ -215,44 +195,6 @@ async def running_stack(embedded: bool) -> AsyncIterator[Stack]:
 
 
 # ---- one repetition -----------------------------------------------------------------------------------------
-def spec(name: str) -> ExperimentSpec:
-    check = check_text(SPEC.format(name=name), name)
-    assert check.spec is not None, [str(p) for p in check.problems]
-    return check.spec
-
-
-def _rows(users: list[str], arms: list[str], defects: list[str]) -> Rows:
-    def strings(values: list[str]) -> Any:
-        return np.array(values, dtype=object)
-
-    return Rows(
-        exposures=Exposures(user_id=strings(users), arm=strings(arms), at_s=np.zeros(len(users), dtype=np.int32)),
-        metric_events=MetricEvents(user_id=strings(defects), metric=strings(["defect_rate"] * len(defects)),
-                                   value=np.ones(len(defects)), at_s=np.zeros(len(defects), dtype=np.int32)),
-        pre_period=PrePeriod(user_id=strings([]), metric=strings([]), value=np.empty(0)))
-
-
-def healthy_rows() -> Rows:
-    """USERS_PER_ARM users per arm, 1% with a defect in each: the guardrail (< 3%) holds."""
-    users = [f"{arm}-{i}" for arm in ("control", "treatment") for i in range(USERS_PER_ARM)]
-    return _rows(users, [u.split("-")[0] for u in users], [u for u in users if int(u.split("-")[1]) % 100 == 0])
-
-
-def breach_rows() -> Rows:
-    """15% of the treatment's users log a defect (events only, no new exposures: no sample ratio mismatch)."""
-    return _rows([], [], [f"treatment-{i}" for i in range(1, USERS_PER_ARM, 7)])
-
-
-def webhook(experiment: str, name: str) -> dict[str, Any]:
-    """Alertmanager's webhook payload, version 4, one firing alert."""
-    return {"version": "4", "groupKey": f'{{}}:{{experiment="{experiment}"}}', "truncatedAlerts": 0,
-            "status": "firing", "receiver": "abrollout", "groupLabels": {"experiment": experiment},
-            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093",
-            "alerts": [{"status": "firing", "labels": {"alertname": name, "experiment": experiment},
-                        "annotations": {"summary": f"{name} on {experiment}"}, "startsAt": "2026-11-25T00:00:00Z",
-                        "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": secrets.token_hex(8)}]}
-
-
 @dataclass
 class Activity:
     tool: str
@@ -338,7 +280,7 @@ async def one(stack: Stack, name: str) -> Rep:
     await asyncio.to_thread(stack.metrics.write_rows, name, healthy_rows())
     # A healthy alert first: a check runs at once and the experiment keeps running.
     posted = time.time()
-    answer = await stack.http.post(stack.receiver_url, json=webhook(name, "LatencyHigh"))
+    answer = await stack.http.post(stack.receiver_url, json=webhook(alert(name, name="LatencyHigh")))
     assert answer.status_code == 200, answer.text
     done, _ = await until(lambda: receipts(handle), lambda rs: any(r.step.startswith("check-alert-") for r in rs),
                           30, "the healthy alert's check")
@@ -348,7 +290,7 @@ async def one(stack: Stack, name: str) -> Rep:
     # The breach: visible once its write has committed; the webhook goes out at once.
     await asyncio.to_thread(stack.metrics.write_rows, name, breach_rows())
     visible = time.time()
-    answer = await stack.http.post(stack.receiver_url, json=webhook(name, "DefectRateHigh"))
+    answer = await stack.http.post(stack.receiver_url, json=webhook(alert(name)))
     assert answer.status_code == 200, answer.text
     _, polls = await until(lambda: stack.flags.served_variants(flag), lambda v: v == ["control"], 60,
                            "the flag serving control only")

@@ -22,92 +22,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from abrollout.contracts.records import ReceiptRecord
-from abrollout.contracts.spec import ExperimentSpec
 from abrollout.planner import flag_key
-from abrollout.spec_loader import check_text
 from adapters.local import local_adapters
 from adapters.local_metrics import LocalMetrics
 from adapters.protocols import Adapters
-from adapters.simulator import Exposures, MetricEvents, PrePeriod, Rows
 from cli import main as cli_main
 from cli.alert_receiver import AlertReceiver, BadPayload, alert_reason, parse_payload
 from cli.devserver import free_port
 from cli.experiments import ExperimentHandle, start_experiment
 from cli.worker_setup import build_worker
+from tests.alert_scenario import alert, breach_rows, healthy_rows, spec, webhook
 from tests.temporal_env import time_skipping
 from workflows.experiment import ExperimentWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
-USERS_PER_ARM = 1000
 _names = itertools.count()
-
-SPEC = """
-name: {name}
-domain: prompts
-treatment_spec:
-  control: {{prompt: assistant-v6}}
-  treatment: {{prompt: assistant-v7}}
-primary_metric: {{name: resolved_rate, kind: proportion, baseline: 0.30}}
-guardrails:
-  - {{name: defect_rate, threshold: 0.03, direction: "<"}}
-mde: {{kind: relative, value: 5}}
-max_duration_days: 14
-max_concurrent: 50
-owners: [assistant-team@example.com]
-allocation: {{expected_daily_users: 9600}}
-schedule: {{hour_seconds: 3600}}
-"""
-
-
-def spec(name: str) -> ExperimentSpec:
-    """A real-time experiment without simulated traffic: its metrics are what the test writes."""
-    check = check_text(SPEC.format(name=name), name)
-    assert check.spec is not None, [str(p) for p in check.problems]
-    return check.spec
-
-
-def webhook(*alerts: dict[str, Any]) -> dict[str, Any]:
-    """Alertmanager's webhook payload (version 4) around `alerts`."""
-    return {"version": "4", "groupKey": "{}:{experiment=\"x\"}", "truncatedAlerts": 0, "status": "firing",
-            "receiver": "abrollout", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093", "alerts": list(alerts)}
-
-
-def alert(experiment: str | None, status: str = "firing", name: str = "DefectRateHigh",
-          summary: str = "defect rate over 3%") -> dict[str, Any]:
-    labels = {"alertname": name, "severity": "page", **({"experiment": experiment} if experiment else {})}
-    return {"status": status, "labels": labels, "annotations": {"summary": summary},
-            "startsAt": "2026-11-25T04:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus:9090/graph", "fingerprint": "0123456789abcdef"}
-
-
-def rows(users: list[str], arms: list[str], defects: list[str]) -> Rows:
-    """Exposures of `users` in `arms` and one defect_rate event per user in `defects`, at experiment second 0."""
-    def strings(values: list[str]) -> np.ndarray[Any, np.dtype[np.object_]]:
-        return np.array(values, dtype=object)
-
-    return Rows(
-        exposures=Exposures(user_id=strings(users), arm=strings(arms), at_s=np.zeros(len(users), dtype=np.int32)),
-        metric_events=MetricEvents(user_id=strings(defects), metric=strings(["defect_rate"] * len(defects)),
-                                   value=np.ones(len(defects)), at_s=np.zeros(len(defects), dtype=np.int32)),
-        pre_period=PrePeriod(user_id=strings([]), metric=strings([]), value=np.empty(0)))
-
-
-def healthy_traffic(metrics: LocalMetrics, exp_key: str) -> None:
-    """USERS_PER_ARM users per arm, 1% with a defect in each: the guardrail (< 3%) holds."""
-    users = [f"{arm}-{i}" for arm in ("control", "treatment") for i in range(USERS_PER_ARM)]
-    arms = [user.split("-")[0] for user in users]
-    metrics.write_rows(exp_key, rows(users, arms, [u for u in users if int(u.split("-")[1]) % 100 == 0]))
-
-
-def breach(metrics: LocalMetrics, exp_key: str) -> None:
-    """15% of the treatment's users log a defect: its rate goes to 16%, over the 3% threshold."""
-    metrics.write_rows(exp_key, rows([], [], [f"treatment-{i}" for i in range(1, USERS_PER_ARM, 7)]))
 
 
 @dataclass
@@ -269,7 +202,7 @@ async def test_nothing_firing_is_ok_and_signals_nothing(stack: Stack) -> None:
 async def test_a_firing_alert_runs_a_check_now_and_healthy_metrics_keep_the_run_going(stack: Stack) -> None:
     name = f"ar-healthy-{next(_names)}"
     handle = await stack.running(name)
-    healthy_traffic(stack.metrics, name)
+    stack.metrics.write_rows(name, healthy_rows())
     response = await stack.post(webhook(alert(name), alert(name, name="LatencyHigh")))
     assert response.status_code == 200, response.text
     assert response.json()["signalled"] == [handle.id]
@@ -286,8 +219,8 @@ async def test_a_firing_alert_runs_a_check_now_and_healthy_metrics_keep_the_run_
 async def test_a_firing_alert_on_a_breach_stops_and_rolls_back_at_once(stack: Stack) -> None:
     name = f"ar-breach-{next(_names)}"
     handle = await stack.running(name)
-    healthy_traffic(stack.metrics, name)
-    breach(stack.metrics, name)
+    stack.metrics.write_rows(name, healthy_rows())
+    stack.metrics.write_rows(name, breach_rows())
     started = time.monotonic()
     response = await stack.post(webhook(alert(name)))
     assert response.status_code == 200, response.text
