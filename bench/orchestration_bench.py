@@ -28,24 +28,19 @@ import argparse
 import contextlib
 import math
 import os
-import re
-import subprocess
-import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from bench import fleet
 from bench.fleet import FleetConfig, FleetResult, Window, percentile
+from bench.profiling import Profile, recording
 
 TARGET_RATIO = 0.5
 TARGET_P99_SECONDS = 1.0
 TARGET_P99_AT = 500
-PROJECT_CODE = re.compile(r"\((?:abrollout|activities|adapters|workflows|cli)/")
-IDLE = ("EpollSelector.select", "concurrent/futures/thread.py:81")  # waiting for I/O, or for work in a pool
 
 
 @contextmanager
@@ -56,47 +51,14 @@ def _py_spy(output: Path) -> Iterator[None]:
 
     @contextmanager
     def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
-        with original(*args, **kwargs) as process:
-            spy = subprocess.Popen([str(Path(sys.prefix) / "bin" / "py-spy"), "record", "--pid", str(process.pid),
-                                    "--rate", "50", "--nonblocking", "--format", "raw", "-o", str(output)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                yield process
-            finally:
-                spy.send_signal(2)
-                spy.wait(timeout=60)
+        with original(*args, **kwargs) as process, recording(process.pid, output, rate=50):
+            yield process
 
     fleet._worker_process = recorded
     try:
         yield
     finally:
         fleet._worker_process = original
-
-
-def profile_summary(raw: Path, top: int = 18) -> list[str]:
-    """py-spy's collapsed stacks as the share of busy samples under each function of this project (inclusive),
-    and the leaf frames (exclusive)."""
-    inclusive: Counter[str] = Counter()
-    leaves: Counter[str] = Counter()
-    total = 0
-    for line in raw.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames, n = stack.split(";"), int(count)
-        if any(idle in frames[-1] for idle in IDLE):
-            continue
-        total += n
-        leaves[frames[-1]] += n
-        for frame in dict.fromkeys(re.sub(r":\d+\)$", ")", f) for f in frames if PROJECT_CODE.search(f)):
-            inclusive[frame] += n
-    if not total:
-        return ["  (no samples)"]
-    lines = [f"  {total} busy samples; project functions, inclusive:"]
-    lines += [f"    {n / total:6.1%}  {frame}" for frame, n in inclusive.most_common(top)]
-    lines.append("  leaf frames, exclusive:")
-    lines += [f"    {n / total:6.1%}  {frame}" for frame, n in leaves.most_common(top // 2)]
-    return lines
 
 
 def _ms(value: float) -> str:
@@ -175,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         print(_details(o))
     if args.profile:
         print(f"\npy-spy of the ours worker over the whole run ({profile}):")
-        for line in profile_summary(profile):
+        for line in Profile.read(profile).summary():
             print(line)
     print(f"\nwall time {time.perf_counter() - began:.0f} s")
 

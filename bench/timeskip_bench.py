@@ -1,6 +1,6 @@
 """Benchmark of long experiments on Temporal's time-skipping test server (a benchmark, not a timed test).
 
-    .venv/bin/python -m bench.timeskip_bench [--repeat N] [--quick] [--no-long] [--long-seed S]
+    .venv/bin/python -m bench.timeskip_bench [--repeat N] [--quick] [--no-long] [--long-seed S] [--profile]
                                              [--long-history-limit EVENTS]
 
 Figures, all measured in this run on one time-skipping server (the one tests/workflow uses):
@@ -22,6 +22,9 @@ Figures, all measured in this run on one time-skipping server (the one tests/wor
   bucketed by the experiment's name, so "ninety-days" has its own data: it runs to the cap, the longest case;
   `--long-seed` picks other data). Each continued run's input is the carried state: its size per check done so
   far, projected to the cap, is checked against Temporal's 2 MB payload limit.
+
+`--profile` adds one more 14-day run of ours, data replayed and the floor, each recorded by py-spy (not counted in
+the figures above): busy time per check of this process, and where ours and the replay spend it.
 
 Every row gives wall time and CPU time: this process (client, worker, activities, DuckDB) plus the test server
 (a child process). On a shared 2-core machine wall times move with everyone else's load while CPU seconds
@@ -58,6 +61,7 @@ with workflow.unsafe.imports_passed_through():  # the sandbox re-imports this mo
     from abrollout.spec_loader import check_text
     from adapters.local import local_adapters
     from adapters.protocols import MetricsSnapshot, MetricsSource, Registered
+    from bench.profiling import Profile, recording
     from cli.experiments import start_experiment
     from cli.history import receipt_trail
     from cli.worker_setup import build_worker
@@ -72,6 +76,7 @@ DAYS = 14
 LONG_DAYS = 90  # PARAMS.max_duration_days
 PAYLOAD_WARNING = 512 * 1024  # the SDK logs TMPRL1103 above this
 PAYLOAD_LIMIT = 2 * 1024 * 1024  # Temporal's default blob size limit: a larger continue-as-new input is refused
+PROFILE_RATE = 250  # py-spy samples per second under --profile
 
 
 # ---- the floors: Temporal's own cost of the cadence -------------------------------------------------------
@@ -134,10 +139,12 @@ def cpu_seconds() -> tuple[float, float]:
 
 
 @contextlib.asynccontextmanager
-async def measured(out: dict[str, float]) -> AsyncIterator[None]:
+async def measured(out: dict[str, float], profile: Path | None = None) -> AsyncIterator[None]:
+    """Wall and CPU time of the block into `out`; with `profile`, py-spy records this process into that file."""
     cpu, server = cpu_seconds()
     started = time.perf_counter()
-    yield
+    with recording(os.getpid(), profile, PROFILE_RATE) if profile else contextlib.nullcontext():
+        yield
     out["wall"] = time.perf_counter() - started
     cpu_after, server_after = cpu_seconds()
     out["cpu"], out["server_cpu"] = cpu_after - cpu, server_after - server
@@ -208,7 +215,8 @@ class Replayer:
 
 async def ours(env: WorkflowEnvironment, days: int, name: str, max_history_events: int | None = None,
                record: dict[int, MetricsSnapshot] | None = None,
-               replay: dict[int, MetricsSnapshot] | None = None, seed: int | None = None) -> Run:
+               replay: dict[int, MetricsSnapshot] | None = None, seed: int | None = None,
+               profile: Path | None = None) -> Run:
     """The golden steady experiment for `days`; with `record`, keep its snapshots there; with `replay`, serve
     those instead of simulating and aggregating (the data layer's cost taken out, everything else the same)."""
     out: dict[str, float] = {}
@@ -220,7 +228,7 @@ async def ours(env: WorkflowEnvironment, days: int, name: str, max_history_event
         if replay is not None:
             adapters = replace(adapters, metrics=Replayer(replay))
         queue = f"bench-{name}"
-        async with build_worker(env.client, adapters, task_queue=queue), measured(out):
+        async with build_worker(env.client, adapters, task_queue=queue), measured(out, profile):
             handle = await start_experiment(env.client, golden("steady", days, name, seed), queue,
                                             max_history_events=max_history_events)
             report = await handle.result()
@@ -238,11 +246,12 @@ async def ours(env: WorkflowEnvironment, days: int, name: str, max_history_event
                checks, decision, tuple(zip(chain.input_bytes, checks_before, strict=True))[1:])
 
 
-async def floor(env: WorkflowEnvironment, days: int, name: str, local: bool = False) -> Run:
+async def floor(env: WorkflowEnvironment, days: int, name: str, local: bool = False,
+                profile: Path | None = None) -> Run:
     out: dict[str, float] = {}
     queue = f"bench-{name}"
     worker = Worker(env.client, task_queue=queue, workflows=[FloorWorkflow, LocalFloorWorkflow], activities=[noop])
-    async with worker, measured(out):
+    async with worker, measured(out, profile):
         run = LocalFloorWorkflow.run if local else FloorWorkflow.run
         checks = await env.client.execute_workflow(run, days * 24, id=name, task_queue=queue)
     chain = await chain_of_runs(env.client, name)
@@ -294,7 +303,7 @@ def per_check(mine: Run, base: Run) -> str:
     return f"{'':<20}our code per check over the floor: {wall:+.1f} ms wall, {cpu:+.1f} ms CPU (this process)"
 
 
-async def fourteen_days(env: WorkflowEnvironment, repeat: int) -> None:
+async def fourteen_days(env: WorkflowEnvironment, repeat: int, profile_dir: Path | None) -> None:
     await floor(env, 1, "warm-up-floor")  # the first workflows pay for the sandbox's imports
     await ours(env, 1, "warm-up")
     tapes: dict[int, dict[int, MetricsSnapshot]] = {}
@@ -330,6 +339,26 @@ async def fourteen_days(env: WorkflowEnvironment, repeat: int) -> None:
           f"{mine.events / WARN_EVENTS:.0%} of {WARN_EVENTS:,}, {mine.history_bytes / 2**20:.1f} MB = "
           f"{mine.history_bytes / WARN_BYTES:.0%} of 10 MB {_mark(events_ok)} (floor {base.events:,} events)")
     print(f"decision: {mine.decision}")
+    if profile_dir is not None:
+        await profiled(env, profile_dir, tapes[0])
+
+
+async def profiled(env: WorkflowEnvironment, directory: Path, tape: dict[int, MetricsSnapshot]) -> None:
+    """One more 14-day run of ours, data replayed and the floor, each under py-spy (not counted in the figures:
+    recording slows them): busy time per check of this process, and where ours and the replay spend it."""
+    raw = {name: directory / f"{name}.raw" for name in ("ours", "replayed", "floor")}
+    runs = {"ours": await ours(env, DAYS, "profiled", profile=raw["ours"]),
+            "replayed": await ours(env, DAYS, "profiled-replayed", replay=tape, profile=raw["replayed"]),
+            "floor": await floor(env, DAYS, "profiled-floor", profile=raw["floor"])}
+    profiles = {name: Profile.read(path) for name, path in raw.items()}
+    busy = ", ".join(f"{name} {profiles[name].total / PROFILE_RATE / run.checks * 1000:.1f} ms"
+                     for name, run in runs.items())
+    print(f"\npy-spy of this process ({PROFILE_RATE} Hz; the time-skipping server is another process), one more "
+          f"{DAYS}-day run each, raw stacks in {directory}:")
+    print(f"  busy time per check: {busy}")
+    for name in ("ours", "replayed"):
+        print(f"  {name}:")
+        print("\n".join(f"  {line}" for line in profiles[name].summary()))
 
 
 async def ninety_days(env: WorkflowEnvironment, history_limit: int | None, seed: int | None) -> None:
@@ -391,7 +420,8 @@ async def main_async(args: argparse.Namespace) -> None:
         print()
         print(HEADER)
         print("-" * len(HEADER))
-        await fourteen_days(env, args.repeat)
+        await fourteen_days(env, args.repeat, Path(tempfile.mkdtemp(prefix="timeskip-profile-")) if args.profile
+                            else None)
         if not args.no_long:
             print()
             await ninety_days(env, args.long_history_limit, args.long_seed)
@@ -404,6 +434,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each 14-day figure (the median is printed)")
     parser.add_argument("--quick", action="store_true", help="one run of each 14-day figure, no 90-day run")
+    parser.add_argument("--profile", action="store_true",
+                        help="one more 14-day run of ours, data replayed and the floor under py-spy")
     parser.add_argument("--no-long", action="store_true", help=f"skip the {LONG_DAYS}-day continue-as-new figure")
     parser.add_argument("--long-history-limit", type=int, default=None,
                         help="continue as new at this many events (default: when the server suggests it)")
