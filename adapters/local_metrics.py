@@ -21,6 +21,9 @@ check gets the same snapshot id, and an analyst rerunning the recorded SQL gets 
 The statistics query (`aggregate_sql`) is the definition, and every snapshot records it. A check whose window
 holds every row written so far (the usual live look) reads the running aggregate instead, which equals the query
 to the digit and costs the same at any size; an earlier window (a replayed look) runs the query.
+
+A snapshot's freshness (`freshest_event_seconds`, which the staleness rule data.1 reads) is the latest exposure or
+event of a checked metric in the window, as in PostgreSQL: another metric's events do not make it fresh.
 """
 
 from __future__ import annotations
@@ -86,6 +89,8 @@ class LocalMetrics:
     def __init__(self, path: Path, flags: FlagReader | None = None) -> None:
         self._con = duckdb.connect(str(path))
         self._con.execute(_SCHEMA + RUNNING_AGGREGATE_SCHEMA)
+        with self._con.cursor() as cur, _transaction(cur):
+            RunningAggregate.upgrade(cur)
         self._running = RunningAggregate()
         for exp_key in self._running.unmarked(self._con):
             with contextlib.suppress(duckdb.TransactionException, duckdb.ConstraintException), \
@@ -123,12 +128,12 @@ class LocalMetrics:
                 covariates, exposed = folded.covariates(names), folded.exposure_rows
             early = bool(covariates) and 2 * exposed < max(covariates.values())
             query = aggregate_sql(exp_key, names, until_seconds, covariates, exposed_covariates_only=early)
-            freshness = freshness_sql(exp_key, until_seconds)
+            freshness = freshness_sql(exp_key, until_seconds, names)
             if folded is None:
                 rows = fetch_dicts(cur, query)
                 [(freshest,)] = cur.execute(freshness).fetchall()
             else:
-                rows, freshest = folded.query_rows(names, covariates), folded.max_at_s
+                rows, freshest = folded.query_rows(names, covariates), folded.freshest(names)
         return aggregate_from_rows(rows, names, arms, covariates, (query, freshness),
                                    None if freshest is None else float(freshest))
 
@@ -248,14 +253,15 @@ def aggregate_sql(exp_key: str, metrics: Sequence[str], until_seconds: int, cova
     )
 
 
-def freshness_sql(exp_key: str, until_seconds: int) -> str:
-    """The time of the latest exposure or event in the window: how fresh the snapshot's data is."""
+def freshness_sql(exp_key: str, until_seconds: int, metrics: Sequence[str]) -> str:
+    """The time of the latest exposure, or event of one of `metrics`, in the window: how fresh the snapshot's data
+    is (as PostgreSQL's statement counts it). Other metrics' events do not count: a pipeline that still delivers
+    them must not hide that the checked metrics have stopped arriving."""
     window = f"exp_key = {_literal(exp_key)} AND at_s <= {int(until_seconds)}"
-    return (
-        "SELECT max(at_s) AS freshest_event_seconds FROM (\n"
-        f"    SELECT at_s FROM exposures WHERE {window}\n    UNION ALL\n"
-        f"    SELECT at_s FROM metric_events WHERE {window}\n)"
-    )
+    events = (f"\n    UNION ALL\n    SELECT at_s FROM metric_events WHERE {window} "
+              f"AND metric IN ({', '.join(map(_literal, metrics))})") if metrics else ""
+    return ("SELECT max(at_s) AS freshest_event_seconds FROM (\n"
+            f"    SELECT at_s FROM exposures WHERE {window}{events}\n)")
 
 
 def _tagged(table: str, tags: dict[int, str], where: str) -> str:

@@ -47,7 +47,7 @@ import psycopg
 from psycopg import sql
 
 from adapters.protocols import AdapterConfigError
-from adapters.running_aggregate import SUMS, VALUE_SCALE, ArmSums
+from adapters.running_aggregate import SUMS, VALUE_SCALE, ArmSums, latest_of
 
 if TYPE_CHECKING:
     from adapters.postgres_metrics import WarehouseTables
@@ -69,18 +69,6 @@ class Source:
     exposures: str
     events: str
     pre_period: str
-
-
-@dataclass(frozen=True)
-class RollupSums(ArmSums):
-    """The sums as read, with `latest`: the latest exposure's at_s (key None) and each metric's latest event's."""
-
-    latest: dict[str | None, int]
-
-    def freshest(self, metrics: list[str]) -> float | None:
-        """The statistics query's freshness for these metrics: the latest exposure or event of one of them."""
-        times = [self.latest[key] for key in (None, *metrics) if key in self.latest]
-        return float(max(times)) if times else None
 
 
 class Rollup:
@@ -163,14 +151,14 @@ class Rollup:
                 "stored rows), or set rollup = false")
 
     @staticmethod
-    def sums(rows: list[tuple[Any, ...]], until_seconds: int) -> RollupSums | None:
+    def sums(rows: list[tuple[Any, ...]], until_seconds: int) -> ArmSums | None:
         """`read_sql`'s rows as sums, if they are exactly the window up to `until_seconds`."""
         if not rows or (rows[0][0] is not None and rows[0][0] > until_seconds):
             return None
         found = [row for row in rows if row[3] is not None]  # n is None: no sums yet
-        return RollupSums(max_at_s=rows[0][0], sums=[(arm, metric, *(int(value) for value in values))
-                                                     for _, arm, metric, *values, _ in found],
-                          latest={row[2]: row[-1] for row in found if row[1] is None and row[-1] is not None})
+        return ArmSums(max_at_s=rows[0][0], sums=[(arm, metric, *(int(value) for value in values))
+                                                  for _, arm, metric, *values, _ in found],
+                       latest=latest_of(found, 1))
 
     # --- installing ------------------------------------------------------------------------------------------
 

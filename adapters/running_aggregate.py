@@ -6,9 +6,12 @@ Tables (in the store's DuckDB file, beside the rows they summarise):
     rollup_marks  (exp_key PRIMARY KEY, exposure_rows, max_at_s)   what has been folded in
     rollup_users  (exp_key, user_id, arm)                           every user seen; arm NULL until exposed
     rollup_values (exp_key, user_id, metric, y, x)                  a user's value (sum of events) and covariate
-    rollup_arms   (exp_key, arm, metric, n, s, ss, pn, ps, pss, psp) per arm: users (metric NULL), and per metric
+    rollup_arms   (exp_key, arm, metric, n, s, ss, pn, ps, pss, psp, latest)
+                                                                     per arm: users (metric NULL), and per metric
                                                                      the sums the statistics query yields; arm
-                                                                     NULL: a metric's pre-period rows (n)
+                                                                     NULL: a metric's pre-period rows (n) and
+                                                                     latest event (latest; metric NULL: the
+                                                                     latest exposure), the freshness's parts
 
 Everything is in the same whole micro-units as the statistics query (`local_metrics.aggregate_sql`), which stays
 the definition: every row written so far is in the aggregate, so it answers a window exactly when the window holds
@@ -48,10 +51,11 @@ CREATE TABLE IF NOT EXISTS rollup_values (
     exp_key VARCHAR NOT NULL, user_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, y HUGEINT NOT NULL, x HUGEINT);
 CREATE TABLE IF NOT EXISTS rollup_arms (
     exp_key VARCHAR NOT NULL, arm VARCHAR, metric VARCHAR, n BIGINT NOT NULL, s HUGEINT NOT NULL,
-    ss HUGEINT NOT NULL, pn BIGINT NOT NULL, ps HUGEINT NOT NULL, pss HUGEINT NOT NULL, psp HUGEINT NOT NULL);
+    ss HUGEINT NOT NULL, pn BIGINT NOT NULL, ps HUGEINT NOT NULL, pss HUGEINT NOT NULL, psp HUGEINT NOT NULL,
+    latest INTEGER);
 """
 SUMS = ("n", "s", "ss", "pn", "ps", "pss", "psp")
-READ = (f"SELECT m.exposure_rows, m.max_at_s, a.arm, a.metric, {', '.join(f'a.{name}' for name in SUMS)}\n"
+READ = (f"SELECT m.exposure_rows, m.max_at_s, a.arm, a.metric, {', '.join(f'a.{name}' for name in SUMS)}, a.latest\n"
         "FROM rollup_marks AS m LEFT JOIN rollup_arms AS a ON a.exp_key = m.exp_key WHERE m.exp_key = ?")
 
 
@@ -113,20 +117,25 @@ USING (
               WHERE exp_key = $exp_key AND user_id IN (SELECT user_id FROM touched)) AS old
              FULL JOIN batch_values AS b ON old.user_id = b.user_id AND old.metric = b.metric),
     terms AS (
-        SELECT new_arm AS arm, NULL AS metric, 1 AS n, 0 AS s, 0 AS ss, 0 AS pn, 0 AS ps, 0 AS pss, 0 AS psp
+        SELECT new_arm AS arm, NULL AS metric, 1 AS n, 0 AS s, 0 AS ss, 0 AS pn, 0 AS ps, 0 AS pss, 0 AS psp,
+               NULL AS latest
         FROM moved WHERE new_arm IS NOT NULL
-        UNION ALL SELECT old_arm, NULL, -1, 0, 0, 0, 0, 0, 0 FROM moved WHERE old_arm IS NOT NULL
-        UNION ALL SELECT NULL, CAST(metric AS VARCHAR), 1, 0, 0, 0, 0, 0, 0 FROM {src.pre_period}
-        UNION ALL SELECT new_arm, metric, 0, {contribution.format(sign="", y="new_y", x="new_x")}
+        UNION ALL SELECT old_arm, NULL, -1, 0, 0, 0, 0, 0, 0, NULL FROM moved WHERE old_arm IS NOT NULL
+        UNION ALL SELECT NULL, CAST(metric AS VARCHAR), 1, 0, 0, 0, 0, 0, 0, NULL FROM {src.pre_period}
+        UNION ALL SELECT NULL, NULL, 0, 0, 0, 0, 0, 0, 0, max(at_s) FROM {src.exposures} HAVING count(*) > 0
+        UNION ALL SELECT NULL, CAST(metric AS VARCHAR), 0, 0, 0, 0, 0, 0, 0, max(at_s) FROM {src.events}
+        GROUP BY metric
+        UNION ALL SELECT new_arm, metric, 0, {contribution.format(sign="", y="new_y", x="new_x")}, NULL
         FROM user_values JOIN moved USING (user_id) WHERE new_arm IS NOT NULL
-        UNION ALL SELECT old_arm, metric, 0, {contribution.format(sign="-", y="old_y", x="old_x")}
+        UNION ALL SELECT old_arm, metric, 0, {contribution.format(sign="-", y="old_y", x="old_x")}, NULL
         FROM user_values JOIN moved USING (user_id) WHERE old_arm IS NOT NULL)
-    SELECT arm, metric, {", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in SUMS)}
+    SELECT arm, metric, {", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in SUMS)}, max(latest) AS latest
     FROM terms GROUP BY arm, metric
 ) AS d
 ON t.exp_key = $exp_key AND t.arm IS NOT DISTINCT FROM d.arm AND t.metric IS NOT DISTINCT FROM d.metric
-WHEN MATCHED THEN UPDATE SET {", ".join(f"{name} = t.{name} + d.{name}" for name in SUMS)}
-WHEN NOT MATCHED THEN INSERT VALUES ($exp_key, d.arm, d.metric, {", ".join(f"d.{name}" for name in SUMS)})"""
+WHEN MATCHED THEN UPDATE SET {", ".join(f"{name} = t.{name} + d.{name}" for name in SUMS)},
+                             latest = greatest(t.latest, d.latest)
+WHEN NOT MATCHED THEN INSERT VALUES ($exp_key, d.arm, d.metric, {", ".join(f"d.{name}" for name in SUMS)}, d.latest)"""
     users = f"""
 MERGE INTO rollup_users AS t
 USING (WITH {batch} SELECT user_id, arm FROM touched) AS d
@@ -180,6 +189,19 @@ class RunningAggregate:
                 cur.unregister(name)
 
     @staticmethod
+    def upgrade(cur: duckdb.DuckDBPyConnection) -> None:
+        """A file folded before rollup_arms had `latest`: add the column and empty the aggregate, so that the
+        store folds every experiment again from its rows as it opens (`unmarked`). The sums were right; the
+        freshness of each metric was never kept."""
+        columns = cur.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'rollup_arms'"
+                              ).fetchall()
+        if ("latest",) in columns:
+            return
+        cur.execute("ALTER TABLE rollup_arms ADD COLUMN latest INTEGER")
+        for table in ("rollup_marks", "rollup_users", "rollup_values", "rollup_arms"):
+            cur.execute(f"DELETE FROM {table}")
+
+    @staticmethod
     def unmarked(con: duckdb.DuckDBPyConnection) -> list[str]:
         """Experiments with rows but no mark: a file written before the aggregate existed, or loaded by SQL
         (benchmarks). `fold_stored` folds them."""
@@ -202,17 +224,32 @@ class RunningAggregate:
         found = cur.execute(READ, [exp_key]).fetchall()
         if not found or (found[0][1] is not None and found[0][1] > until_seconds):
             return None
-        return Folded(max_at_s=found[0][1], sums=[row[2:] for row in found if row[4] is not None],  # n None: no sums
+        rows = [row for row in found if row[4] is not None]  # n is None: a mark without sums yet
+        return Folded(max_at_s=found[0][1], sums=[row[2:-1] for row in rows], latest=latest_of(rows, 2),
                       exposure_rows=int(found[0][0]))
+
+
+def latest_of(rows: list[tuple[Any, ...]], arm_at: int) -> dict[str | None, int]:
+    """The latest times in a read of the arms' rows (arm at index `arm_at`, metric next, latest last): the rows
+    without an arm carry them."""
+    return {row[arm_at + 1]: int(row[-1]) for row in rows if row[arm_at] is None and row[-1] is not None}
 
 
 @dataclass(frozen=True)
 class ArmSums:
     """An experiment's running aggregate as read (here or from PostgreSQL's rollup): `sums` rows are (arm,
-    metric, *SUMS) as in rollup_arms, `max_at_s` the latest row folded in."""
+    metric, *SUMS) as in rollup_arms, `max_at_s` the latest row folded in, `latest` the latest exposure's at_s
+    (key None) and each metric's latest event's."""
 
     max_at_s: int | None
     sums: list[tuple[Any, ...]]
+    latest: dict[str | None, int]
+
+    def freshest(self, metrics: list[str]) -> float | None:
+        """The statistics' freshness for these metrics (what the freshness query gives): the latest exposure or
+        event of one of them."""
+        times = [self.latest[key] for key in (None, *metrics) if key in self.latest]
+        return float(max(times)) if times else None
 
     def covariates(self, metrics: list[str]) -> dict[str, int]:
         """The metrics with pre-period rows, and how many (what `local_metrics` asks the tables otherwise)."""
@@ -347,7 +384,7 @@ def _fold_in_python(cur: duckdb.DuckDBPyConnection, exp_key: str, rows: Rows) ->
             deltas[after, None][0] += 1
     for metric in rows.pre_period.metric.tolist():
         deltas[None, metric][0] += 1
-    _write_arms(cur, exp_key, deltas)
+    _write_arms(cur, exp_key, deltas, _latest(rows))
     _write_users(cur, exp_key, new_users, moved)
     _write_values(cur, exp_key, new_values, changed)
 
@@ -357,21 +394,41 @@ def _add(total: list[int], terms: list[int], sign: int) -> None:
         total[i] += sign * term
 
 
-def _write_arms(cur: duckdb.DuckDBPyConnection, exp_key: str, deltas: dict[Key, list[int]]) -> None:
-    """Replace the experiment's sums with sums plus deltas: a DELETE that returns them and an INSERT, cheaper
-    in DuckDB than an UPDATE joined to the deltas."""
-    totals = {(arm, metric): list(sums) for arm, metric, *sums in cur.execute(
-        f"DELETE FROM rollup_arms WHERE exp_key = ? RETURNING arm, metric, {', '.join(SUMS)}", [exp_key]).fetchall()}
+def _latest(rows: Rows) -> dict[Key, int]:
+    """The batch's latest exposure (key (None, None)) and each metric's latest event (key (None, metric))."""
+    latest: dict[Key, int] = {}
+    if len(rows.exposures.at_s):
+        latest[None, None] = int(rows.exposures.at_s.max())
+    for metric, at_s in zip(rows.metric_events.metric.tolist(), rows.metric_events.at_s.tolist(), strict=True):
+        latest[None, metric] = max(at_s, latest.get((None, metric), at_s))
+    return latest
+
+
+def _write_arms(cur: duckdb.DuckDBPyConnection, exp_key: str, deltas: dict[Key, list[int]],
+                latest: dict[Key, int]) -> None:
+    """Replace the experiment's sums with sums plus deltas, and its latest times with the later of old and new:
+    a DELETE that returns them and an INSERT, cheaper in DuckDB than an UPDATE joined to the deltas."""
+    totals: dict[Key, list[int]] = {}
+    latest_after = dict(latest)
+    for arm, metric, *sums, at_s in cur.execute(
+            f"DELETE FROM rollup_arms WHERE exp_key = ? RETURNING arm, metric, {', '.join(SUMS)}, latest",
+            [exp_key]).fetchall():
+        totals[arm, metric] = list(sums)
+        if at_s is not None:
+            latest_after[arm, metric] = max(at_s, latest_after.get((arm, metric), at_s))
     for key, delta in deltas.items():
         _add(totals.setdefault(key, [0] * len(SUMS)), delta, 1)
-    cur.execute(_INSERT_ARMS, _arm_columns(exp_key, totals))
+    for key in latest_after:
+        totals.setdefault(key, [0] * len(SUMS))
+    cur.execute(_INSERT_ARMS, _arm_columns(exp_key, totals, latest_after))
 
 
-def _arm_columns(exp_key: str, sums: dict[Key, list[int]]) -> dict[str, object]:
+def _arm_columns(exp_key: str, sums: dict[Key, list[int]], latest: dict[Key, int]) -> dict[str, object]:
     """Sums as list parameters, one list a column (as text: a sum of squares can outgrow 64 bits)."""
     keys = list(sums)
     return {"exp_key": exp_key, "arm": [arm for arm, _ in keys], "metric": [metric for _, metric in keys],
-            **{name: [str(sums[key][i]) for key in keys] for i, name in enumerate(SUMS)}}
+            **{name: [str(sums[key][i]) for key in keys] for i, name in enumerate(SUMS)},
+            "latest": [latest.get(key) for key in keys]}
 
 
 def _write_users(cur: duckdb.DuckDBPyConnection, exp_key: str, new: list[tuple[str, str | None]],
@@ -411,4 +468,5 @@ FROM rollup_users AS u LEFT JOIN rollup_values AS v
 WHERE u.exp_key = $exp_key AND u.user_id BETWEEN $lo AND $hi AND u.user_id IN (SELECT unnest($ids))"""
 _SUM_TYPES = ("BIGINT", "HUGEINT", "HUGEINT", "BIGINT", "HUGEINT", "HUGEINT", "HUGEINT")  # as in rollup_arms
 _INSERT_ARMS = ("INSERT INTO rollup_arms SELECT $exp_key, unnest($arm), unnest($metric), "
-                + ", ".join(f"CAST(unnest(${name}) AS {kind})" for name, kind in zip(SUMS, _SUM_TYPES, strict=True)))
+                + ", ".join(f"CAST(unnest(${name}) AS {kind})" for name, kind in zip(SUMS, _SUM_TYPES, strict=True))
+                + ", CAST(unnest($latest) AS INTEGER)")

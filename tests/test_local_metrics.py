@@ -159,7 +159,8 @@ def exact_reference(data: Data, metrics: Sequence[str], until: int, arms: Sequen
                 row[f"pre_sum_{i}"] += x
                 row[f"pre_sum_sq_{i}"] += x * x
                 row[f"pre_sum_product_{i}"] += x * y
-    in_window = [at_s for *_, at_s in data.exposures + data.events if at_s <= until]
+    checked = [at_s for user, name, value, at_s in data.events if name in metrics]  # other metrics' do not count
+    in_window = [at_s for *_, at_s in data.exposures if at_s <= until] + [at_s for at_s in checked if at_s <= until]
     return aggregate_from_rows(list(rows.values()), metrics, arms, {m for i, m in enumerate(metrics) if covariates[i]},
                                (), float(max(in_window)) if in_window else None)
 
@@ -178,6 +179,21 @@ def test_statistics_are_exactly_the_definition_in_micro_units(tmp_path: Path, se
             assert result.assignments == expected.assignments
             assert result.metrics == expected.metrics
             assert result.freshest_event_seconds == expected.freshest_event_seconds
+
+
+def test_freshness_counts_exposures_and_the_checked_metrics_events_only(tmp_path: Path) -> None:
+    """A pipeline that still delivers another metric must not hide that the checked one stopped: the freshest time
+    is the latest exposure or event of a checked metric, from the running aggregate and from the query alike (as
+    PostgreSQL counts it)."""
+    data = Data(exposures=[("a", "control", 10), ("b", "treatment", 50)],
+                events=[("a", "checked", 1.0, 20), ("b", "other", 1.0, 3000)], pre=[])
+    metrics = loaded(tmp_path, data)
+    assert metrics.aggregate(EXP, ["checked"], 3600).freshest_event_seconds == 50  # the running aggregate
+    assert metrics.aggregate(EXP, ["checked"], 2999).freshest_event_seconds == 50  # an earlier window: the query
+    assert metrics.aggregate(EXP, ["checked", "other"], 3600).freshest_event_seconds == 3000
+    assert metrics.aggregate(EXP, ["other"], 2999).freshest_event_seconds == 50
+    assert metrics.aggregate(EXP, [], 3600).freshest_event_seconds == 50
+    assert metrics.aggregate(EXP, ["checked"], 5).freshest_event_seconds is None
 
 
 def test_exposed_users_without_events_count_as_zero_and_late_rows_do_not_count(tmp_path: Path) -> None:

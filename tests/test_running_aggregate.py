@@ -104,6 +104,21 @@ def test_rows_written_without_the_aggregate_are_folded_when_a_store_opens_the_fi
     assert both_ways(reopened, METRICS, latest(awkward_data(2)), monkeypatch)[0] == folded
 
 
+def test_a_file_folded_before_the_latest_times_were_kept_is_folded_again_when_a_store_opens_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rollup_arms without `latest` (written by an earlier version): its sums are dropped and folded again from the
+    rows, so the per-metric freshness is right from the first check."""
+    path = tmp_path / "m.duckdb"
+    data = awkward_data(3)
+    LocalMetrics(path).write_rows(EXP, data.rows())
+    with duckdb.connect(str(path)) as con:
+        con.execute("ALTER TABLE rollup_arms DROP COLUMN latest")
+    reopened = LocalMetrics(path)
+    for names in (METRICS, ["clicks"], []):
+        folded, queried = both_ways(reopened, names, latest(data), monkeypatch)
+        assert folded == queried == exact_reference(data, names, latest(data), ARMS)._replace(queries=folded.queries)
+
+
 def test_the_python_fold_rounds_to_micro_units_as_duckdb_does() -> None:
     edges = [0.49999999999999994, 0.5, 1.5, 2.5, -0.5, -2.5, 2.5e-6, -2.5e-6, 1.0000005, 1.5e-6, 123.4567895,
              -123.4567895, 1e-7, 4.0000005, 1e12 + 0.5e-6]
