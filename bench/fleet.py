@@ -141,11 +141,9 @@ class TenantRegistry:
 async def _serve(args: argparse.Namespace) -> int:
     from temporalio.worker import Worker
 
-    from activities.tools import Tools
     from adapters.config import WorkerConfig, build_adapters
     from bench.floor import floor_checkpoint
     from cli import logs
-    from workflows.experiment import ExperimentWorkflow
 
     logs.configure()
     client = await Client.connect(args.address, data_converter=pydantic_data_converter)
@@ -165,12 +163,7 @@ async def _serve(args: argparse.Namespace) -> int:
             adapters = await build_adapters(WorkerConfig(), Path(args.data_dir), {}, stack)
             if args.tenant_size:
                 adapters = dataclasses.replace(adapters, registry=TenantRegistry(Path(args.data_dir), args.tenant_size))
-            if options:
-                worker = Worker(client, task_queue=args.task_queue, workflows=[ExperimentWorkflow],
-                                activities=Tools(adapters).all(),
-                                **{"max_concurrent_activities": DEFAULT_MAX_ACTIVITIES, **options})
-            else:
-                worker = build_worker(client, adapters, task_queue=args.task_queue)
+            worker = build_worker(client, adapters, task_queue=args.task_queue, **options)
         async with worker:
             print(f"worker started pid={os.getpid()} mode={args.mode} options={options}", file=sys.stderr, flush=True)
             await stop.wait()

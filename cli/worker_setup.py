@@ -3,6 +3,8 @@ worker.py, the tests and the benchmarks so they all run the same thing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -13,7 +15,8 @@ from workflows.experiment import ExperimentWorkflow
 
 
 def build_worker(client: Client, adapters: Adapters, task_queue: str = DEFAULT_TASK_QUEUE,
-                 max_concurrent_activities: int = 64) -> Worker:
-    """Activities are async (adapters do their blocking work in threads), so no activity executor is needed."""
+                 max_concurrent_activities: int = 64, **worker_options: Any) -> Worker:
+    """Activities are async (adapters do their blocking work in threads), so no activity executor is needed.
+    `worker_options`: further temporalio Worker options (the benchmarks try some)."""
     return Worker(client, task_queue=task_queue, workflows=[ExperimentWorkflow], activities=Tools(adapters).all(),
-                  max_concurrent_activities=max_concurrent_activities)
+                  max_concurrent_activities=max_concurrent_activities, **worker_options)
