@@ -44,6 +44,8 @@ SECRET_VARIABLES = {
     "webhook_secret": "ABROLLOUT_WEBHOOK_SECRET",
     "github_token": "GITHUB_TOKEN",
 }
+HEADER_SECRETS = frozenset({"unleash_token", "github_token"})
+"""Secrets sent as HTTP header values, which carry printable ASCII only (httpx refuses anything else mid-request)."""
 
 
 class Section(BaseModel):
@@ -148,10 +150,17 @@ def load_secrets(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _secret(secrets: Mapping[str, str], key: str, needed_by: str) -> str:
-    if not secrets.get(key):
+    """The secret, checked so that a bad one stops the worker with one line naming it (never quoting it)."""
+    value = secrets.get(key)
+    if not value:
         raise AdapterConfigError(f"{needed_by} needs {SECRET_VARIABLES[key]} in the worker's environment "
                                  f"(or {key} in ABROLLOUT_SECRETS_FILE)")
-    return secrets[key]
+    bad = next((i for i, char in enumerate(value) if not (char.isascii() and char.isprintable())), None)
+    if key in HEADER_SECRETS and bad is not None:
+        raise AdapterConfigError(f"{SECRET_VARIABLES[key]} (or {key} in ABROLLOUT_SECRETS_FILE) has a character "
+                                 f"that is not printable ASCII at position {bad + 1}, which an HTTP header cannot "
+                                 "carry: set it to the token exactly as issued (no accented letters, no line breaks)")
+    return value
 
 
 async def _checked(stack: AsyncExitStack, adapter: Any, create_schema: bool = False) -> Any:

@@ -43,6 +43,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from adapters.local_metrics import Aggregate, aggregate_from_rows
 from adapters.postgres_rollup import Rollup, install
 from adapters.protocols import AdapterConfigError, MetricsSnapshot, Registered
+from adapters.redaction import quote
 from adapters.running_aggregate import VALUE_SCALE
 from adapters.simulator import FlagReader, HourStore, Rows, Simulator
 
@@ -146,7 +147,8 @@ class Database:
                               kwargs=self.settings, check=ConnectionPool.check_connection)
 
     def redact(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
+        """A server's message without the password, in any form it may be echoed in."""
+        return quote(text, (self._password,))
 
     async def check(self, tables: Sequence[TableCheck]) -> None:
         """Connect and find every missing table, column and privilege, and read-only sessions where the adapter
@@ -154,7 +156,8 @@ class Database:
         try:
             conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, **self.settings)
         except psycopg.Error as exc:
-            reason = self.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            message = self.redact(str(exc)).strip()
+            reason = message.splitlines()[0] if message else type(exc).__name__
             raise AdapterConfigError(f"PostgreSQL {self.where} cannot be reached: {reason}; check the DSN "
                                      "(ABROLLOUT_POSTGRES_DSN) and that the server is up") from None
         async with conn:
@@ -172,7 +175,7 @@ class Database:
         try:
             [(oid,)] = await (await conn.execute("SELECT to_regclass(%s)::oid", [quoted])).fetchall()
         except psycopg.errors.InsufficientPrivilege as exc:
-            return [f"table {table.name} ({table.origin}) cannot be looked up: {self.redact(str(exc).strip())}"]
+            return [f"table {table.name} ({table.origin}) cannot be looked up: {self.redact(str(exc)).strip()}"]
         if oid is None:
             return [f"table {table.name} ({table.origin}) does not exist"]
         found = [name for (name,) in await (await conn.execute(

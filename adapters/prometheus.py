@@ -22,6 +22,10 @@ import httpx
 from abrollout.contracts.spec import Guardrail
 from adapters.composite_metrics import MIN_WINDOW_SECONDS
 from adapters.protocols import AdapterConfigError
+from adapters.redaction import quote, url_secrets
+
+DETAIL_CHARS = 300
+"""How much of a refusal's body goes into the error, once the URL's credentials are masked."""
 
 
 class PrometheusQueryError(RuntimeError):
@@ -33,9 +37,11 @@ class PrometheusGuardrails:
 
     name = "prometheus"
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        self._where = str(httpx.URL(url).copy_with(userinfo=b""))  # for messages: never a password in the URL
-        self._client = httpx.AsyncClient(base_url=url, timeout=timeout)
+    def __init__(self, url: str, timeout: float = 10.0, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """`transport`: tests answer in place of Prometheus (an `httpx.MockTransport`)."""
+        self._secrets = url_secrets(url)
+        self._where = quote(str(httpx.URL(url).copy_with(userinfo=b"")), self._secrets)  # for messages: no credential
+        self._client = httpx.AsyncClient(base_url=url, timeout=timeout, transport=transport)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -101,6 +107,6 @@ class PrometheusGuardrails:
         if response.is_success and body.get("status") == "success":
             data: dict[str, Any] = body["data"]
             return data
-        detail = (f"{body['errorType']}: {body.get('error', '')}" if "errorType" in body
-                  else response.text.strip()[:300])
+        detail = (quote(f"{body['errorType']}: {body.get('error', '')}", self._secrets) if "errorType" in body
+                  else quote(response.text.strip(), self._secrets, DETAIL_CHARS))
         raise PrometheusQueryError(f"{what} failed at {self._where}: HTTP {response.status_code} {detail}")

@@ -23,6 +23,7 @@ import cramjam
 import httpx
 import numpy as np
 
+from adapters.redaction import quote, url_secrets
 from adapters.simulator import HourStore, Rows
 
 HEADERS = {
@@ -32,6 +33,8 @@ HEADERS = {
 }
 
 _VARINT, _FIXED64, _LENGTH_DELIMITED = 0, 1, 2
+DETAIL_CHARS = 300
+"""How much of a refusal's body goes into the error, once the URL's credentials are masked."""
 
 
 class RemoteWriteError(RuntimeError):
@@ -96,8 +99,9 @@ def _body(samples: Sequence[Sample]) -> bytes:
 
 def _raise_for_refusal(response: httpx.Response, url: str) -> None:
     if response.is_error:
-        raise RemoteWriteError(f"remote write to {url} refused: HTTP {response.status_code} "
-                               f"{response.text.strip()[:300]}")
+        secrets = url_secrets(url)
+        raise RemoteWriteError(f"remote write to {quote(url, secrets)} refused: HTTP {response.status_code} "
+                               f"{quote(response.text.strip(), secrets, DETAIL_CHARS)}")
 
 
 async def remote_write(client: httpx.AsyncClient, url: str, samples: Sequence[Sample]) -> None:

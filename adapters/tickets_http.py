@@ -3,8 +3,8 @@
 Both are idempotent by the tool call's key, so a retried activity never opens a second ticket: the webhook sends
 the key as `Idempotency-Key` for the receiver to dedupe on; GitHub has no such header, so the key is written into
 the issue body as a hidden marker and looked up before creating. Secrets (the webhook's signing secret, the GitHub
-token) go only into a signature or the Authorization header, and messages name a URL by its origin only (webhook
-URLs often carry a token in their path).
+token) go only into a signature or the Authorization header, messages name a URL by its origin only (webhook
+URLs often carry a token in their path), and a quoted answer has all of them masked (adapters/redaction.py).
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ import httpx
 
 from abrollout.contracts.tools import OpenTicketArgs
 from adapters.protocols import AdapterRefusal
+from adapters.redaction import quote, url_secrets
 
 SIGNATURE_HEADER = "X-Abrollout-Signature"
 TICKET_ID_HEADER = "X-Ticket-Id"
 MAX_BACKOFF_SECONDS = 8.0
+DETAIL_CHARS = 200
+"""How much of an answer's body goes into an error, once the secrets are masked."""
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
@@ -38,8 +41,8 @@ def _origin(url: httpx.URL) -> str:
     return f"{url.scheme}://{url.host}" + (f":{url.port}" if url.port else "")
 
 
-def _detail(response: httpx.Response) -> str:
-    return f"HTTP {response.status_code} {response.text.strip()[:200]}".strip()
+def _detail(response: httpx.Response, secrets: tuple[str, ...]) -> str:
+    return f"HTTP {response.status_code} {quote(response.text.strip(), secrets, DETAIL_CHARS)}".strip()
 
 
 class WebhookTickets:
@@ -49,12 +52,15 @@ class WebhookTickets:
     name = "webhook"
 
     def __init__(self, url: str, secret: str | None = None, attempts: int = 5, *, timeout: float = 10.0,
-                 backoff_seconds: float = 0.5) -> None:
+                 backoff_seconds: float = 0.5, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """`transport`: tests answer in place of the receiver (an `httpx.MockTransport`)."""
         self._url = httpx.URL(url)
         self._secret = secret.encode() if secret else None
+        self._secrets = (secret or "", *url_secrets(url))
         self._attempts = max(1, attempts)
         self._timeout = timeout
         self._backoff = backoff_seconds
+        self._transport = transport
 
     async def open(self, args: OpenTicketArgs, idempotency_key: str) -> str:
         body = json.dumps({"idempotency_key": idempotency_key, **args.model_dump(mode="json")},
@@ -65,7 +71,7 @@ class WebhookTickets:
             headers[SIGNATURE_HEADER] = f"sha256={digest}"
         where = _origin(self._url)
         last = ""
-        async with httpx.AsyncClient(timeout=self._timeout) as client:
+        async with httpx.AsyncClient(timeout=self._timeout, transport=self._transport) as client:
             for attempt in range(self._attempts):
                 if attempt:
                     await asyncio.sleep(min(MAX_BACKOFF_SECONDS, self._backoff * 2 ** (attempt - 1)))
@@ -77,8 +83,8 @@ class WebhookTickets:
                 if response.is_success:
                     return _ticket_id(response, where)
                 if response.status_code != 429 and response.status_code < 500:
-                    raise TicketRefused(f"webhook at {where} refused the ticket: {_detail(response)}")
-                last = _detail(response)
+                    raise TicketRefused(f"webhook at {where} refused the ticket: {_detail(response, self._secrets)}")
+                last = _detail(response, self._secrets)
         raise TicketError(f"webhook at {where} failed after {self._attempts} attempts; last: {last}")
 
 
@@ -106,19 +112,23 @@ class GitHubIssues:
     name = "github"
 
     def __init__(self, repo: str, token: str, api_url: str = "https://api.github.com", *, timeout: float = 10.0,
-                 max_pages: int = 10) -> None:
+                 max_pages: int = 10, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """`transport`: tests answer in place of GitHub (an `httpx.MockTransport`)."""
         self._repo = repo
         self._token = token
+        self._secrets = (token, *url_secrets(api_url))
         self._api = httpx.URL(api_url)
         self._where = _origin(self._api)
         self._timeout = timeout
         self._max_pages = max_pages
+        self._transport = transport
 
     async def open(self, args: OpenTicketArgs, idempotency_key: str) -> str:
         marker = f"<!-- abrollout:{idempotency_key} -->"
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/vnd.github+json",
                    "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "abrollout"}
-        async with httpx.AsyncClient(base_url=self._api, headers=headers, timeout=self._timeout) as client:
+        async with httpx.AsyncClient(base_url=self._api, headers=headers, timeout=self._timeout,
+                                     transport=self._transport) as client:
             try:
                 number = await self._find(client, marker)
                 if number is None:
@@ -157,6 +167,6 @@ class GitHubIssues:
     def _checked(self, response: httpx.Response, doing: str) -> httpx.Response:
         if response.is_success:
             return response
-        message = f"GitHub at {self._where} refused {doing} in {self._repo}: {_detail(response)}"
+        message = f"GitHub at {self._where} refused {doing} in {self._repo}: {_detail(response, self._secrets)}"
         error = TicketRefused if response.is_client_error else TicketError
-        raise error(message.replace(self._token, "***"))
+        raise error(message)

@@ -36,6 +36,7 @@ from abrollout.contracts.constraints import MULTI_VALUE_OPERATORS, Constraint, O
 from abrollout.flag_eval import FlagState, FlexibleRollout, Payload, Variant
 from abrollout.planner import flag_key as experiment_flag
 from adapters.protocols import AdapterConfigError, Change
+from adapters.redaction import quote, url_secrets
 
 FEATURE_CREATED = "feature-created"
 STRATEGY_EVENTS = ("feature-strategy-add", "feature-strategy-update")
@@ -43,6 +44,8 @@ SEARCH_PAGE = 1000
 """The event search's largest page."""
 REASON_CHARS = 200
 """How much of a change's reason goes into the strategy title, for people reading Unleash's UI."""
+DETAIL_CHARS = 300
+"""How much of a refusal's body goes into the error, once the token is masked."""
 
 
 class UnleashError(RuntimeError):
@@ -125,12 +128,14 @@ class UnleashFlags:
     name = "unleash"
 
     def __init__(self, url: str, token: str, project: str = "default", environment: str = "development",
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """`transport`: tests answer in place of Unleash (an `httpx.MockTransport`)."""
         self.url = url.rstrip("/")
         self.project = project
         self.environment = environment
-        self._token = token
-        self._client = httpx.AsyncClient(base_url=self.url, headers={"Authorization": token}, timeout=timeout)
+        self._secrets = (token, *url_secrets(self.url))
+        self._client = httpx.AsyncClient(base_url=self.url, headers={"Authorization": token}, timeout=timeout,
+                                         transport=transport)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -238,7 +243,7 @@ class UnleashFlags:
     def _raise_for(self, response: httpx.Response, doing: str) -> None:
         if response.is_success:
             return
-        detail = response.text[:300].replace(self._token, "***")
+        detail = quote(response.text, self._secrets, DETAIL_CHARS)
         raise UnleashError(f"Unleash refused to {doing}: HTTP {response.status_code} {detail}")
 
     async def _feature(self, flag_key: str) -> dict[str, Any] | None:

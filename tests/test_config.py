@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
 
-from adapters.config import WorkerConfig, build_adapters, load_config, load_secrets
+from adapters.config import SECRET_VARIABLES, WorkerConfig, build_adapters, load_config, load_secrets
 from adapters.protocols import AdapterConfigError
+from cli.devserver import free_port, start
+from tests.test_cli_validate import ROOT
 
 
 def test_no_file_means_every_adapter_embedded() -> None:
@@ -70,26 +75,47 @@ async def test_the_default_build_is_the_embedded_stack(tmp_path: Path) -> None:
     assert adapters.accelerated_clock_allowed and adapters.tsdb is None
 
 
-def test_a_worker_with_an_unreachable_adapter_stops_at_start_with_one_clear_line(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
+@pytest.mark.parametrize(("choice", "key", "token"), [
+    ({"adapters": {"flags": "unleash"}}, "unleash_token", "*:*.tökén"),
+    ({"adapters": {"tickets": "github"}, "github": {"repo": "acme/shop"}}, "github_token", "ghp_tökén"),
+    ({"adapters": {"tickets": "github"}, "github": {"repo": "acme/shop"}}, "github_token", "ghp_token\n"),
+])
+async def test_a_token_a_header_cannot_carry_fails_at_start_naming_the_variable(
+        tmp_path: Path, choice: dict[str, object], key: str, token: str) -> None:
+    config = WorkerConfig.model_validate(choice)
+    async with AsyncExitStack() as stack:
+        with pytest.raises(AdapterConfigError, match=rf"{SECRET_VARIABLES[key]} .*not printable ASCII") as raised:
+            await build_adapters(config, tmp_path, {key: token}, stack)
+    assert token.strip() not in str(raised.value) and "\n" not in str(raised.value)
 
-    from cli.devserver import free_port, start
-    from tests.test_cli_validate import ROOT
 
+def _worker_stopping_at_start(tmp_path: Path, config_text: str, token: str) -> subprocess.CompletedProcess[str]:
+    """Run worker.py against a fresh dev server with `config_text` and UNLEASH_TOKEN=`token`; it must stop."""
     config = tmp_path / "abrollout.toml"
-    config.write_text(f'[adapters]\nflags = "unleash"\n[unleash]\nurl = "http://127.0.0.1:{free_port()}"\n')
+    config.write_text(config_text)
     server = start(tmp_path / "t.sqlite", free_port(), None)
     try:
         env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "ABROLLOUT_CONFIG": str(config),
-               "UNLEASH_TOKEN": "*:*.sekret-token-value", "ABROLLOUT_DATA_DIR": str(tmp_path / "data"),
-               "ABROLLOUT_METRICS": "off"}
-        result = subprocess.run([sys.executable, str(ROOT / "worker.py")], env=env, capture_output=True, text=True,
-                                timeout=60)
+               "UNLEASH_TOKEN": token, "ABROLLOUT_DATA_DIR": str(tmp_path / "data"), "ABROLLOUT_METRICS": "off"}
+        return subprocess.run([sys.executable, str(ROOT / "worker.py")], env=env, capture_output=True, text=True,
+                              timeout=60)
     finally:
         server.stop()
+
+
+def test_a_worker_with_an_unreachable_adapter_stops_at_start_with_one_clear_line(tmp_path: Path) -> None:
+    result = _worker_stopping_at_start(
+        tmp_path, f'[adapters]\nflags = "unleash"\n[unleash]\nurl = "http://127.0.0.1:{free_port()}"\n',
+        "*:*.sekret-token-value")
     assert result.returncode == 1
     assert "adapter configuration" in result.stderr and "unleash" in result.stderr.lower()
     assert "sekret-token-value" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_a_worker_with_a_non_ascii_token_stops_at_start_with_one_line_naming_it(tmp_path: Path) -> None:
+    result = _worker_stopping_at_start(tmp_path, '[adapters]\nflags = "unleash"\n', "*:*.tökén")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "tökén" not in result.stderr + result.stdout
+    [line] = result.stderr.splitlines()
+    assert "adapter configuration" in line and "UNLEASH_TOKEN" in line and "not printable ASCII" in line
