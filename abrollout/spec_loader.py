@@ -1,8 +1,10 @@
-"""Reading a spec file safely: YAML or JSON text -> validated, policy-checked, normalised ExperimentSpec.
+"""Reading a spec file safely: YAML or JSON text -> validated, policy-checked, normalised ExperimentSpec, with
+its plan and power plan.
 
 Spec files come from people and scripts, sometimes hostile ones, so the reader bounds size and nesting,
 refuses duplicate keys (YAML and JSON both silently keep the last one otherwise), refuses YAML aliases (a
 "billion laughs" expands exponentially) and NaN/Infinity, and turns every failure into a `Problem`.
+`validate_raw` is the one check that `validate` prints and `start` obeys, so they can never disagree.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ import yaml
 from pydantic import ValidationError
 
 from abrollout.contracts.spec import ExperimentSpec
+from abrollout.planner import ExperimentPlan, plan
 from abrollout.policy import cite
 from abrollout.problems import Problem, errors_only, from_validation_error, missing_help
 from abrollout.spec_policy import check_policy, normalize
+from abrollout.stats.planning import power_plan, power_warnings, unplannable
+from abrollout.stats.power import PowerInputError
+from abrollout.verdicts import PowerPlan
 
 MAX_SPEC_BYTES = 1_000_000
 MAX_DEPTH = 20
@@ -44,6 +50,9 @@ class _StrictLoader(yaml.SafeLoader):
         keys: set[object] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise yaml.MarkedYAMLError("while reading a mapping", node.start_mark,
+                                           "a key must be a name, not a list or mapping", key_node.start_mark)
             if key in keys:
                 raise yaml.MarkedYAMLError("while reading a mapping", node.start_mark,
                                            f"duplicate key {key!r}", key_node.start_mark)
@@ -115,6 +124,12 @@ def parse_text(text: str, source: str = "spec") -> dict[str, Any]:
             from None
     except yaml.YAMLError as exc:
         raise SpecSyntaxError(f"{source} is not valid YAML: {' '.join(str(exc).split())}") from None
+    except SpecSyntaxError:
+        raise
+    except ValueError as exc:  # a value YAML or JSON cannot build: a 13th month, an int of 5000 digits, !!int "a"
+        reason = str(exc).split(";")[0]
+        raise SpecSyntaxError(f"{source} holds a value that cannot be read ({reason}): correct it, or quote it "
+                              "if it is text") from None
     if not isinstance(data, dict):
         raise SpecSyntaxError(f"{source} must be a mapping of fields (domain:, treatment_spec:, ...), "
                               f"found {type(data).__name__}")
@@ -155,10 +170,41 @@ def check_raw(raw: Mapping[str, Any]) -> SpecCheck:
     return SpecCheck(normalize(spec), problems)
 
 
-def check_text(text: str, source: str = "spec") -> SpecCheck:
+@dataclass
+class Validation(SpecCheck):
+    """The whole check: when the spec is valid, everything `validate` prints (the normalised spec, its plan, its
+    power plan, and the warnings among the problems); otherwise every problem, and nothing to start."""
+
+    plan: ExperimentPlan | None = None
+    power: PowerPlan | None = None
+
+    @property
+    def ok(self) -> bool:
+        return super().ok and self.plan is not None
+
+
+def validate_raw(raw: Mapping[str, Any]) -> Validation:
+    """Structure, policy, the plan, the power plan and its warnings. A value only the power calculation finds
+    unusable (an MDE whose sample size underflows or overflows, say) is an error naming its field, never an
+    exception: `validate` and `start` both call this, so what one refuses the other refuses."""
+    check = check_raw(raw)
+    if not check.ok or check.spec is None:
+        return Validation(None, check.problems)
+    spec = check.spec
+    experiment_plan = plan(spec)
+    try:
+        power = power_plan(spec, experiment_plan)
+    except PowerInputError as exc:
+        return Validation(None, [*check.problems, unplannable(exc)])
+    warnings = [*check.problems, *power_warnings(spec, experiment_plan, power)]
+    return Validation(spec, warnings, experiment_plan, power)
+
+
+def check_text(text: str, source: str = "spec") -> Validation:
+    """`validate_raw` of a spec's text."""
     try:
         raw = parse_text(text, source)
     except SpecSyntaxError as exc:
-        return SpecCheck(None, [Problem(path="", found=str(exc), fix="write the spec as a YAML or JSON mapping; "
-                                        "see examples/ and the README")])
-    return check_raw(raw)
+        return Validation(None, [Problem(path="", found=str(exc), fix="write the spec as a YAML or JSON mapping; "
+                                         "see examples/ and the README")])
+    return validate_raw(raw)

@@ -13,6 +13,8 @@ from abrollout.contracts.spec import (
     Allocation,
     EffectKind,
     ExperimentSpec,
+    Goal,
+    MetricKind,
     RampStep,
 )
 from abrollout.durations import format_duration
@@ -108,6 +110,27 @@ def _check_mde_and_concurrency(spec: ExperimentSpec) -> Iterator[Problem]:
                        "concurrency.1")
 
 
+def _check_effect_on_baseline(spec: ExperimentSpec) -> Iterator[Problem]:
+    """The MDE read against the primary metric's baseline must still describe a metric: a proportion's
+    treatment rate stays a rate, and a relative MDE has a baseline to be a percent of."""
+    metric, mde = spec.primary_metric, spec.mde
+    if metric.baseline is None or (mde.kind is EffectKind.relative and mde.value > PARAMS.max_relative_mde_percent):
+        return  # nothing to plan from, or an MDE mde.1 already refuses
+    if metric.kind is MetricKind.proportion:
+        sign = 1.0 if metric.goal is Goal.increase else -1.0
+        treated = metric.baseline + sign * mde.in_units(metric.baseline)
+        if not 0.0 < treated < 1.0:
+            room = 1.0 - metric.baseline if sign > 0 else metric.baseline
+            limit = room if mde.kind is EffectKind.absolute else room / metric.baseline * 100.0
+            yield Problem(path="mde.value", found=f"{mde.describe()} takes the {metric.name} baseline "
+                          f"{metric.baseline:g} to {treated:g}, which is not a proportion",
+                          fix=f"an MDE below {limit:g} ({mde.kind.value}), so the treatment rate stays strictly "
+                              "between 0 and 1")
+    elif mde.kind is EffectKind.relative and metric.baseline == 0:
+        yield Problem(path="mde.kind", found="a relative MDE of a baseline of 0 (0 in metric units)",
+                      fix="state the MDE in metric units: {kind: absolute, value: ...}")
+
+
 def _check_guardrails(spec: ExperimentSpec) -> Iterator[Problem]:
     if not spec.guardrails:
         yield _problem("guardrails", "an empty list", "add at least one guardrail, e.g. "
@@ -182,6 +205,7 @@ CHECKS: tuple[Callable[[ExperimentSpec], Iterator[Problem]], ...] = (
     _check_split,
     _check_duration_and_schedule,
     _check_mde_and_concurrency,
+    _check_effect_on_baseline,
     _check_guardrails,
     _check_metrics,
     _check_ramp,

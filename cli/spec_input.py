@@ -10,7 +10,14 @@ from typing import Any, TextIO
 import yaml
 
 from abrollout.problems import Problem
-from abrollout.spec_loader import MAX_SPEC_BYTES, SpecCheck, SpecSyntaxError, check_raw, missing_critical, parse_text
+from abrollout.spec_loader import (
+    MAX_SPEC_BYTES,
+    SpecSyntaxError,
+    Validation,
+    missing_critical,
+    parse_text,
+    validate_raw,
+)
 from cli.exits import BAD_INPUT, UserFacingError
 
 _PROMPTS = {
@@ -48,20 +55,21 @@ def ask_once(raw: dict[str, Any], missing: list[str], ask: Callable[[str], str],
             continue
         try:
             completed[name] = yaml.safe_load(answer)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):  # ValueError: a value YAML cannot build, such as 2026-13-45
             completed[name] = answer
     return completed
 
 
-def load_checked_spec(path: str, *, interactive: bool | None = None) -> SpecCheck:
-    """Read and check a spec; on a TTY, missing critical fields are asked for once (all together)."""
+def load_checked_spec(path: str, *, interactive: bool | None = None) -> Validation:
+    """Read a spec and run the whole check (`validate_raw`) that both `validate` and `start` obey; on a TTY,
+    missing critical fields are asked for once (all together)."""
     raw = read_spec_file(path)
     missing = missing_critical(raw)
     if interactive is None:
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if missing and interactive:
         raw = ask_once(raw, missing, input, sys.stdout)
-    return check_raw(raw)
+    return validate_raw(raw)
 
 
 def refuse(problems: list[Problem], source: str) -> UserFacingError:

@@ -10,7 +10,16 @@ import math
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from abrollout.durations import Duration, Offset
 
@@ -26,13 +35,25 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 
 
+def _not_bool(value: object) -> object:
+    """pydantic's lax mode reads true as 1; a yes/no where a number belongs is a mistake to point out, not a 1."""
+    if isinstance(value, bool):
+        raise ValueError("write a number, not true/false")
+    return value
+
+
 def _finite(value: float) -> float:
     if not math.isfinite(value):
         raise ValueError("must be a finite number (not NaN or infinity)")
     return value
 
 
-Finite = Annotated[float, AfterValidator(_finite)]
+NotBool = BeforeValidator(_not_bool)
+"""Last in an int field's metadata, after its Field constraints, so the JSON Schema keeps them as minimum/maximum."""
+Finite = Annotated[float, NotBool, AfterValidator(_finite)]
+"""A float field: finite, and never a boolean (an int is a float here)."""
+WholeNumber = Annotated[int, NotBool]
+"""An int field that refuses booleans; 14 and 14.0 both read as 14."""
 Scalar = Annotated[str, StringConstraints(max_length=500)] | bool | int | Finite
 AttributeValue = Annotated[str, StringConstraints(max_length=100)]
 
@@ -81,6 +102,10 @@ class Effect(Strict):
     def describe(self) -> str:
         return f"{self.value:g}% relative" if self.kind is EffectKind.relative else f"{self.value:g} absolute"
 
+    def in_units(self, baseline: float) -> float:
+        """The effect in metric units: a relative one is a percent of the baseline's size."""
+        return self.value if self.kind is EffectKind.absolute else self.value / 100.0 * abs(baseline)
+
 
 def _metric_from_name(value: object) -> object:
     return {"name": value} if isinstance(value, str) else value
@@ -96,6 +121,15 @@ class Metric(Strict):
     baseline_sd: Annotated[Finite, Field(gt=0)] | None = Field(
         default=None, description="Expected per-user standard deviation (mean metrics), for power planning."
     )
+
+    @field_validator("baseline")
+    @classmethod
+    def _proportion_baseline(cls, baseline: float | None, info: ValidationInfo) -> float | None:
+        """A proportion's baseline is a rate; 30 (a percent) or 1.0 (no variance) would make its power plan
+        meaningless. `kind` is validated first, so it is in `info.data` unless it was itself invalid."""
+        if baseline is not None and info.data.get("kind") is MetricKind.proportion and not 0.0 < baseline < 1.0:
+            raise ValueError("a proportion's baseline is a rate strictly between 0 and 1: write 0.3 for 30%")
+        return baseline
 
 
 MetricRef = Annotated[Metric, BeforeValidator(_metric_from_name)]
@@ -146,7 +180,7 @@ class Allocation(Strict):
         default_factory=list, max_length=50
     )
     population: ShortText = "all_users"
-    expected_daily_users: Annotated[int, Field(gt=0, le=10**10)] | None = Field(
+    expected_daily_users: Annotated[int, Field(gt=0, le=10**10), NotBool] | None = Field(
         default=None, description="Users entering the experiment per day at full exposure, for power planning."
     )
 
@@ -154,7 +188,7 @@ class Allocation(Strict):
 class RampStep(Strict):
     """A pre-registered exposure step: from `at` after the run starts, `percent` of eligible users are in."""
 
-    percent: Annotated[int, Field(gt=0, le=100, description="Whole percent: flag rollouts are integers.")]
+    percent: Annotated[int, Field(gt=0, le=100, description="Whole percent: flag rollouts are integers."), NotBool]
     at: Offset
 
 
@@ -187,15 +221,15 @@ class Shift(Strict):
 class Degradation(Strict):
     metric: MetricName
     arm: ArmName
-    from_hour: Annotated[int, Field(ge=0, le=24 * 400)]
+    from_hour: Annotated[int, Field(ge=0, le=24 * 400), NotBool]
     shift: Shift
 
 
 class Simulation(Strict):
     """Traffic for the embedded simulator (demo and golden scenarios); deterministic for a seed."""
 
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-    users_per_hour: Annotated[int, Field(gt=0, le=1_000_000)]
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1), NotBool] = 0
+    users_per_hour: Annotated[int, Field(gt=0, le=1_000_000), NotBool]
     daily_cycle: bool = Field(default=False, description="Traffic varies by hour of day.")
     metrics: dict[MetricName, SimMetric]
     effects: dict[ArmName, dict[MetricName, Shift]] = Field(default_factory=dict)
@@ -221,8 +255,8 @@ class ExperimentSpec(Strict):
     secondary_metrics: list[MetricRef] = Field(default_factory=list, max_length=50)
     guardrails: list[Guardrail] = Field(max_length=50)
     mde: Effect
-    max_duration_days: int
-    max_concurrent: int
+    max_duration_days: WholeNumber
+    max_concurrent: WholeNumber
     owners: list[ShortText] = Field(default_factory=list, max_length=20)
     allocation: Allocation = Field(default_factory=Allocation)
     ramp: list[RampStep] = Field(default_factory=list, max_length=20)

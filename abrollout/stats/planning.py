@@ -7,12 +7,19 @@ from abrollout.planner import ExperimentPlan
 from abrollout.policy import PARAMS, cite
 from abrollout.problems import Level, Problem
 from abrollout.stats.boundaries import Spending
-from abrollout.stats.power import plan_sample_size
+from abrollout.stats.power import PowerArgument, PowerInputError, plan_sample_size
 from abrollout.verdicts import PowerPlan
+
+_SPEC_FIELDS: dict[PowerArgument, str] = {
+    "baseline_mean": "primary_metric.baseline",
+    "baseline_sd": "primary_metric.baseline_sd",
+    "mde": "mde.value",
+}
 
 
 def power_plan(spec: ExperimentSpec, plan: ExperimentPlan) -> PowerPlan | None:
-    """The sample size for the pre-registered design, or None when the spec lacks a baseline to plan from."""
+    """The sample size for the pre-registered design, or None when the spec lacks a baseline to plan from;
+    PowerInputError when its numbers admit none (see `unplannable`)."""
     metric = spec.primary_metric
     sd = None if metric.kind is MetricKind.proportion else metric.baseline_sd
     if metric.baseline is None or (sd is None and metric.kind is not MetricKind.proportion):
@@ -23,6 +30,11 @@ def power_plan(spec: ExperimentSpec, plan: ExperimentPlan) -> PowerPlan | None:
         split=[plan.split[arm] for arm in plan.arms], expected_daily_users=spec.allocation.expected_daily_users,
         max_days=spec.max_duration_days, spending=Spending(analysis.spending, analysis.spending_parameter),
         looks=analysis.planned_looks)
+
+
+def unplannable(exc: PowerInputError) -> Problem:
+    """The error for a spec whose numbers admit no power plan, at the spec field that holds the input at fault."""
+    return Problem(path=_SPEC_FIELDS[exc.argument], found=exc.found, fix=exc.fix)
 
 
 def power_warnings(spec: ExperimentSpec, plan: ExperimentPlan, power: PowerPlan | None) -> list[Problem]:

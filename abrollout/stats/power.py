@@ -13,12 +13,26 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Literal
 
 from scipy.special import ndtri
 
 from abrollout.contracts.spec import Effect, EffectKind
 from abrollout.stats.boundaries import Spending, drift_for_power, efficacy_bounds, equally_spaced
 from abrollout.verdicts import PowerPlan
+
+PowerArgument = Literal["baseline_mean", "baseline_sd", "mde"]
+
+
+class PowerInputError(ValueError):
+    """Inputs that admit no finite, positive sample size: `argument` names the input to change, `found` what it
+    led to and `fix` what to write instead, so a caller can point at the field that holds it."""
+
+    def __init__(self, argument: PowerArgument, found: str, fix: str) -> None:
+        super().__init__(f"{argument}: {found}; {fix}")
+        self.argument = argument
+        self.found = found
+        self.fix = fix
 
 
 @lru_cache(maxsize=64)
@@ -29,11 +43,17 @@ def design_drift(looks: int, side_alpha: float, power: float, spending: Spending
 
 
 def _unit_variance(mean: float, sd: float | None) -> float:
-    if sd is not None:
-        return sd * sd
-    if not 0.0 < mean < 1.0:
-        raise ValueError("a proportion's baseline must be strictly between 0 and 1")
-    return mean * (1.0 - mean)
+    if sd is None:
+        if not 0.0 < mean < 1.0:
+            raise PowerInputError("baseline_mean", f"a proportion's baseline of {mean:g}",
+                                  "a rate strictly between 0 and 1")
+        return mean * (1.0 - mean)
+    variance = sd * sd
+    if not 0.0 < variance < math.inf:
+        raise PowerInputError("baseline_sd", f"baseline_sd {sd:g}, whose square (the variance) is {variance:g}",
+                              "a per-user standard deviation in the metric's units whose square is a finite, "
+                              "positive number (from about 1e-150 to 1e150)")
+    return variance
 
 
 def plan_sample_size(
@@ -57,9 +77,11 @@ def plan_sample_size(
     """
     if len(split) < 2:
         raise ValueError("a split needs a control and at least one treatment")
-    delta = mde.value if mde.kind is EffectKind.absolute else mde.value / 100.0 * abs(baseline_mean)
-    if delta <= 0:
-        raise ValueError("the MDE must be positive in metric units")
+    delta = mde.in_units(baseline_mean)
+    if not 0.0 < delta < math.inf:
+        raise PowerInputError("mde", f"{mde.describe()} is {delta:g} in metric units",
+                              "an MDE that is a positive number in metric units (an absolute one if the baseline "
+                              "is near 0)")
     var_control = _unit_variance(baseline_mean, baseline_sd)
     var_treatment = var_control
     if baseline_sd is None:
@@ -71,8 +93,17 @@ def plan_sample_size(
     total_share = float(sum(split))
     shares = [s / total_share for s in split]
     smallest_treatment = min(shares[1:])
-    total = (var_control / shares[0] + var_treatment / smallest_treatment) * drift * drift / (delta * delta)
+    squared = delta * delta  # underflows to 0 for an MDE below about 1e-154
+    total = (var_control / shares[0] + var_treatment / smallest_treatment) * drift * drift / squared \
+        if squared > 0.0 else math.inf
+    units = "" if baseline_sd is None else ", or a baseline_sd in the same units as the MDE"
+    if not math.isfinite(total):
+        raise PowerInputError("mde", f"{mde.describe()} needs an infinite sample against a variance of "
+                              f"{var_control:g}", f"a larger MDE{units}")
     per_arm = tuple(math.ceil(total * s) for s in shares)
+    if min(per_arm) < 1:
+        raise PowerInputError("mde", f"{mde.describe()} needs no users at all against a variance of "
+                              f"{var_control:g}", f"a smaller MDE{units}")
     if expected_daily_users is None or expected_daily_users <= 0:
         return PowerPlan(
             users_per_arm=per_arm,
