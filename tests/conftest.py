@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests import replay_guard
 from tests.servers.postgres import Postgres
 from tests.servers.postgres import start as start_postgres
 
@@ -34,3 +35,16 @@ def postgres() -> Iterator[Postgres]:
     server = start_postgres()
     yield server
     server.stop()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The replay guard (tests/replay_guard.py): one nondeterministic history fails the run."""
+    outcome = replay_guard.replay_all()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [outcome.line(), *(f"  NONDETERMINISTIC {failure}" for failure in outcome.failures)]
+    if reporter is not None:
+        reporter.ensure_newline()
+        for line in lines:
+            reporter.write_line(line, red=bool(outcome.failures))
+    if outcome.failures:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from cli import devserver
+from tests.temporal_env import dev_server
 from tests.test_cli_validate import ROOT, run_cli
 
 GOLDEN = ROOT / "examples" / "golden"
@@ -23,7 +24,7 @@ GOLDEN = ROOT / "examples" / "golden"
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A dev server on free loopback ports and a worker.py process, both stopped by pid afterwards."""
     tmp = tmp_path_factory.mktemp("cli-server")
-    server = devserver.start(tmp / "temporal.sqlite", devserver.free_port(), None, log_file=tmp / "temporal.log")
+    server = dev_server(tmp / "temporal.sqlite", log_file=tmp / "temporal.log")
     env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "ABROLLOUT_DATA_DIR": str(tmp / "data"),
            "ABROLLOUT_TASK_QUEUE": "cli-test", "ABROLLOUT_METRICS": f"127.0.0.1:{devserver.free_port()}"}
     with open(tmp / "worker.log", "wb") as log:

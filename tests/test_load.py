@@ -25,6 +25,7 @@ from abrollout.policy import PARAMS
 from abrollout.stats.srm import srm_test
 from bench import fleet as harness
 from bench.fleet import FleetConfig, FleetResult, percentile
+from tests import replay_guard
 
 N = int(os.environ.get("ABROLLOUT_LOAD_EXPERIMENTS", "30"))
 CHECK_EVERY_HOURS = 6
@@ -39,7 +40,9 @@ STORES = {"flags": ("CreateFlag", "AllocateTraffic", "PromoteVariant", "Rollback
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> FleetResult:
-    return harness.run_fleet(CONFIG, tmp_path_factory.mktemp("load"))
+    tmp = tmp_path_factory.mktemp("load")
+    replay_guard.dev_server_database(tmp / "temporal.sqlite")
+    return harness.run_fleet(CONFIG, tmp)
 
 
 def expected_outcomes(data_dir: Path) -> dict[str, tuple[str, int]]:

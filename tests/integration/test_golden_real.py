@@ -24,6 +24,7 @@ from cli import devserver
 from tests.servers.postgres import Postgres
 from tests.servers.prometheus import Prometheus
 from tests.servers.unleash import Unleash
+from tests.temporal_env import dev_server
 from tests.test_cli_validate import ROOT
 
 GOLDEN = ROOT / "examples" / "golden"
@@ -123,7 +124,7 @@ mirror_metrics = ["latency_p95"]
 def real(postgres: Postgres, unleash: Unleash, prometheus: Prometheus,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
     tmp = tmp_path_factory.mktemp("real")
-    server = devserver.start(tmp / "temporal.sqlite", devserver.free_port(), None, log_file=tmp / "temporal.log")
+    server = dev_server(tmp / "temporal.sqlite", log_file=tmp / "temporal.log")
     # trust authentication ignores the password, so a recognisable one can ride along to prove it never leaks
     dsn = postgres.create_database("warehouse").replace("postgres@", f"postgres:{DSN_PASSWORD}@")
     env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "UNLEASH_TOKEN": unleash.token,

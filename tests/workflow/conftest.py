@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from temporalio.client import Interceptor, OutboundInterceptor, StartWorkflowInput, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -21,7 +20,7 @@ from abrollout.spec_loader import check_text
 from adapters.local import local_adapters
 from adapters.protocols import Adapters
 from cli.worker_setup import build_worker
-from tests.temporal_env import time_skipping
+from tests.temporal_env import StartedWorkflows, time_skipping
 
 GOLDEN = Path(__file__).resolve().parents[2] / "examples" / "golden"
 _queues = itertools.count()
@@ -31,26 +30,6 @@ def golden_spec(scenario: str, **overrides: object) -> ExperimentSpec:
     check = check_text((GOLDEN / f"{scenario}.yaml").read_text(), scenario)
     assert check.spec is not None, [str(p) for p in check.problems]
     return check.spec.model_copy(update=overrides)
-
-
-class StartedWorkflows(Interceptor):
-    """Records the id of every workflow the client starts."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-
-    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
-        return _RecordStarts(next, self.ids)
-
-
-class _RecordStarts(OutboundInterceptor):
-    def __init__(self, next: OutboundInterceptor, ids: list[str]) -> None:
-        super().__init__(next)
-        self._ids = ids
-
-    async def start_workflow(self, input: StartWorkflowInput) -> WorkflowHandle[object, object]:
-        self._ids.append(input.id)
-        return await super().start_workflow(input)
 
 
 _started = StartedWorkflows()
