@@ -1,12 +1,14 @@
 """One activity per tool, each a few lines: call the adapter, check the receipt, return it.
 
 Idempotency lives in the adapters (each stores the key with its effect) and flag read-back lives in
-`activities.flag_changes`; the `tool` decorator adds what every tool shares: one structured log line,
-and the mapping of refusals and bad arguments to non-retryable errors.
+`activities.flag_changes`; the `tool` decorator adds what every tool shares: heartbeats while the call runs (a dead
+worker's attempt is retried after the heartbeat timeout, while a long warehouse query stays alive), one structured
+log line, and the mapping of refusals and bad arguments to non-retryable errors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -41,6 +43,20 @@ from adapters.protocols import AdapterRefusal, Adapters, ConcurrencyRefused
 log = structlog.get_logger("abrollout.tools")
 ToolsT = TypeVar("ToolsT", bound="Tools")
 Method = Callable[[Any, Any], Awaitable[ToolReceipt]]
+HEARTBEAT_EVERY_SECONDS = 1.0
+"""Well inside the workflow's heartbeat timeout; the SDK batches what it sends to the server."""
+
+
+async def heartbeating(work: Awaitable[ToolReceipt]) -> ToolReceipt:
+    """`work`'s result, heartbeating meanwhile. Heartbeats come from the event loop, so a call blocked in a thread
+    (a warehouse query) keeps its attempt alive, and only a worker that is gone stops them."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not (await asyncio.wait({task}, timeout=HEARTBEAT_EVERY_SECONDS))[0]:
+            activity.heartbeat()
+        return task.result()
+    finally:
+        task.cancel()
 
 
 def tool(name: ToolName) -> Callable[[Method], Method]:
@@ -51,7 +67,7 @@ def tool(name: ToolName) -> Callable[[Method], Method]:
         async def run(self: Any, call: ToolCall[Any]) -> ToolReceipt:
             experiment = call.idempotency_key.split(":", 1)[0]
             try:
-                receipt = await method(self, call)
+                receipt = await heartbeating(method(self, call))
             except ConcurrencyRefused as exc:
                 raise ApplicationError(str(exc), type="PolicyRefusal", non_retryable=True) from None
             except AdapterRefusal as exc:
