@@ -62,6 +62,10 @@ class RunState(BaseModel):
     finished: bool = False
     handled_commands: int = 0
     continued: int = 0
+    alert_pending: bool = Field(default=False, description="An alert arrived during the cool-down after an alert "
+                                "check: one more check runs when it ends.")
+    ignored_signals: int = Field(default=0, description="Signals dropped because their payload was unusable.")
+    last_ignored: str = Field(default="", description="Why the latest of them was dropped.")
 
     @property
     def exp_id(self) -> str | None:

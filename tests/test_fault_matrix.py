@@ -7,6 +7,7 @@ call; a new worker finishes the experiment. Each case must end with the uninterr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -19,8 +20,10 @@ from typing import Any
 
 import pytest
 import yaml
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client
 
-from cli import devserver
+from tests.temporal_env import dev_server
 from tests.test_cli_validate import ROOT
 
 HOUR_SECONDS = 0.05
@@ -50,7 +53,7 @@ class Run:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.server = devserver.start(tmp / "temporal.sqlite", devserver.free_port(), None)
+        self.server = dev_server(tmp / "temporal.sqlite")
         self.env = {**os.environ, "TEMPORAL_ADDRESS": self.server.address, "ABROLLOUT_DATA_DIR": str(tmp / "data"),
                     "ABROLLOUT_METRICS": "off", "ABROLLOUT_TASK_QUEUE": "faults"}
 
@@ -166,7 +169,7 @@ def test_the_temporal_server_killed_mid_experiment_resumes_and_decides_the_same(
         flag_steps = {key.split(":")[1] for key in run.effects()["flags"]}
         assert "allocate-0" in flag_steps and "rollback" not in flag_steps, f"not mid-experiment: {flag_steps}"
         run.server.process.wait(timeout=30)
-        run.server = devserver.start(tmp_path / "temporal.sqlite", port, None)
+        run.server = dev_server(tmp_path / "temporal.sqlite", port)
         finished = run.cli("watch", "fault-breach", "--quiet")
         assert finished.returncode == 0, finished.stderr
         report = run.report("fault-breach")
@@ -225,3 +228,44 @@ def test_a_flag_edited_by_hand_stops_a_real_worker_safely(tmp_path: Path) -> Non
     with sqlite3.connect(tmp_path / "data" / "tickets.sqlite") as con:
         assert [row[0] for row in con.execute("SELECT severity FROM tickets")] == ["critical"]
     assert all(count == 1 for count in effects["flags"].values())
+
+
+def test_a_worker_killed_mid_check_is_replaced_within_the_heartbeat_timeout(tmp_path: Path) -> None:
+    """CheckMetrics heartbeats: a worker that dies during a check (here one whose metrics take a minute) is noticed
+    after the heartbeat timeout, and a new worker runs the check at once, not after the 5-minute check timeout."""
+    run = Run(tmp_path)
+    try:
+        first = run.worker("first", "[faults.metrics]\ndelay_seconds = 60\n")
+        assert run.cli("start", str(_spec(tmp_path, "breach")), "--tool-timeout", str(TOOL_TIMEOUT)).returncode == 0
+        deadline = time.monotonic() + 120
+        while ("CheckMetrics", PendingActivityState.PENDING_ACTIVITY_STATE_STARTED) not in _pending(run):
+            assert time.monotonic() < deadline, "no check started within 120 s"
+            time.sleep(0.1)
+        first.kill()
+        killed = time.monotonic()
+        first.wait(timeout=30)
+        replacement = run.worker("replacement")
+        while any(kind == "CheckMetrics" for kind, _ in _pending(run)):
+            assert time.monotonic() < killed + 120, "the check was not retried"
+            time.sleep(0.1)
+        retried_after = time.monotonic() - killed
+        assert run.cli("stop", "fault-breach", "--reason", "enough").returncode == 0
+        replacement.terminate()
+        replacement.wait(timeout=30)
+        report = run.report("fault-breach")
+    finally:
+        run.close()
+    assert retried_after < 60, f"the dead worker's check came back after {retried_after:.0f} s"
+    checks = [r for r in report["receipts"] if r["tool"] == "CheckMetrics"]
+    assert checks and checks[0]["ok"], checks[:1]
+
+
+def _pending(run: Run) -> list[tuple[str, int]]:
+    """The experiment's pending activities: (type, state)."""
+
+    async def describe() -> list[tuple[str, int]]:
+        client = await Client.connect(run.server.address)
+        raw = (await client.get_workflow_handle("exp-fault-breach").describe()).raw_description
+        return [(a.activity_type.name, a.state) for a in raw.pending_activities]
+
+    return asyncio.run(describe())

@@ -4,6 +4,12 @@ Reads like the runbook: register -> flag -> run -> allocate (ramp) -> snapshot -
 check, daily analysis look} until a decision or the cap -> carry the decision out in policy order. Every
 tool call is a verified planner proposal; every result is a receipt in the history. Statistics run in the
 CheckMetrics activity; the workflow only applies the pure decision rule to the recorded verdicts.
+
+Every scheduled check and ramp step waits on a timer of its own, and what woke the loop (that timer, a command, or
+Temporal suggesting continue-as-new) is read from state, never from comparing the clock with a due time: a worker
+that answered a query by running the code past events its task had not yet processed reads an older clock than the
+replay does, and a command chosen on that comparison does not replay (docs/reliability.md). Handlers accept any
+payload and never raise; the reconciler (workflows/reconciler.py) covers what no workflow code can, termination.
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -36,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         check_promote,
         check_stop,
     )
+    from abrollout.inbox import ALERT_CHECK_MIN_INTERVAL, read
     from abrollout.planner import (
         check_proposal,
         closing_proposals,
@@ -55,8 +63,14 @@ TOOL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coeffici
                          maximum_interval=timedelta(seconds=30), maximum_attempts=8,
                          non_retryable_error_types=NON_RETRYABLE)
 CHECK_TIMEOUT = timedelta(minutes=5)
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+"""Every tool heartbeats (activities/tools.py): a worker that died mid-call is noticed this fast, not at the end
+of its start-to-close timeout, and a long warehouse query keeps its attempt alive."""
+MIN_TIMER = 0.001
 FLAG_CHANGES = (ToolName.RollbackVariant, ToolName.PromoteVariant)
-DUE_TOLERANCE = 0.5  # experiment seconds: float slack when comparing the clock with a due time
+TIMED_CHECKS = "timed-checks"
+"""Patch id: experiments started before it compare the clock with due times (the section at the end)."""
+DUE_TOLERANCE = 0.5  # experiment seconds: float slack when comparing the clock with a due time (before TIMED_CHECKS)
 
 
 class ExperimentInput(BaseModel):
@@ -84,35 +98,60 @@ class ExperimentWorkflow:
         self.max_history_events = inp.max_history_events
         self.tool_timeout = timedelta(seconds=inp.tool_timeout_seconds)
         self._handling = False  # the first queued command is being carried out
+        self._timed = workflow.patched(TIMED_CHECKS)
+        self._alarm: asyncio.Task[None] | None = None  # the timer of the next scheduled check or ramp step
+        self._alarm_at = 0  # its experiment time
+        self._cool_down: asyncio.Task[None] | None = None  # after an alert check, until the next may run
 
-    # ---- queries -------------------------------------------------------------------------------------
+    # ---- queries: extra arguments are ignored -------------------------------------------------------------
     @workflow.query
-    def report(self) -> Report:
+    def report(self, *_ignored: object) -> Report:
         return render(self.s)
 
     @workflow.query
-    def receipts(self) -> list[ReceiptRecord]:
+    def receipts(self, *_ignored: object) -> list[ReceiptRecord]:
         return self.s.receipts
 
-    # ---- signals: fire and forget (UI, CLI); invalid ones are logged and ignored ------------------------
-    @workflow.signal
-    def stop(self, request: StopRequest) -> None:
+    # ---- signals: fire and forget (UI, CLI, webhooks); any payload is read, unusable ones logged and dropped ----
+    @workflow.signal(description='Stop the run and roll back to control: {"reason": "..."} (empty: no reason).')
+    def stop(self, *args: object) -> None:
+        request = read("stop", StopRequest, args)
+        if isinstance(request, str):
+            self._ignore(request)
+            return
         self._enqueue_if_allowed(lambda: check_stop(self.s, request),
                                  Command(kind="stop", reason=request.reason, source="signal"))
 
-    @workflow.signal
-    def promote(self, request: PromoteRequest) -> None:
+    @workflow.signal(description='Promote an arm: {"variant": "treatment", "reason": "..."}.')
+    def promote(self, *args: object) -> None:
+        request = read("promote", PromoteRequest, args)
+        if isinstance(request, str):
+            self._ignore(request)
+            return
         self._enqueue_if_allowed(lambda: check_promote(self.s, request),
                                  Command(kind="promote", arm=request.variant, reason=request.reason,
                                          source="signal"))
 
-    @workflow.signal
-    def alert(self, request: AlertRequest) -> None:
+    @workflow.signal(description='Run a guardrail check now: {"reason": "...", "source": "..."} (empty is fine).')
+    def alert(self, *args: object) -> None:
+        """At most one alert check is pending, and one more may wait out the cool-down after the last."""
+        request = read("alert", AlertRequest, args)
+        if isinstance(request, str):
+            self._ignore(request)
+            return
         waiting = self.s.commands[1:] if self._handling else self.s.commands
-        pending = any(c.kind == "alert" for c in waiting)  # a re-sent alert adds no second check
-        if self.s.state is DecisionState.running and self.s.started_at is not None and not (
-                self.s.closing or pending):
-            self.s.commands.append(Command(kind="alert", reason=request.reason, source=request.source))
+        pending = self.s.alert_pending or any(c.kind == "alert" for c in waiting)
+        if self.s.state is not DecisionState.running or self.s.started_at is None or self.s.closing or pending:
+            return
+        if self._cool_down is not None and not self._cool_down.done():
+            self.s.alert_pending = True
+            return
+        self.s.commands.append(Command(kind="alert", reason=request.reason, source=request.source))
+
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """Dropped at once: the SDK would otherwise buffer every unknown signal for the life of the run."""
+        self._ignore(f"{name[:60]!r}: no such signal (stop, promote, alert)")
 
     # ---- updates: the same, for callers who need an answer; validators write nothing to history ---------
     @workflow.update
@@ -121,7 +160,7 @@ class ExperimentWorkflow:
 
     @request_stop.validator
     def _validate_stop(self, request: StopRequest) -> None:
-        _refuse_on(lambda: check_stop(self.s, request))
+        _refuse_on(lambda: check_stop(self.s, _given(request, StopRequest)))
 
     @workflow.update
     async def request_promote(self, request: PromoteRequest) -> Report:
@@ -130,40 +169,49 @@ class ExperimentWorkflow:
 
     @request_promote.validator
     def _validate_promote(self, request: PromoteRequest) -> None:
-        _refuse_on(lambda: check_promote(self.s, request))
+        _refuse_on(lambda: check_promote(self.s, _given(request, PromoteRequest)))
 
     @workflow.update
     async def change_allocation(self, request: AllocationChange) -> Report:
-        step = check_allocation_change(self.s, request)
+        step = _refuse_on(lambda: check_allocation_change(self.s, request))
         return await self._run_command(Command(kind="advance_ramp", reason=f"{request.reason} (step {step})",
                                                ramp_step=step, source="update"))
 
     @change_allocation.validator
     def _validate_allocation(self, request: AllocationChange) -> None:
-        _refuse_on(lambda: check_allocation_change(self.s, request))
+        _refuse_on(lambda: check_allocation_change(self.s, _given(request, AllocationChange)))
 
     # ---- the runbook -------------------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: ExperimentInput) -> Report:
         if self.s.started_at is None and not self.s.closing:
             await self._set_up()
+        if self._timed:
+            await self._run_timed()
+        else:
+            await self._run_clock_compared()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return render(self.s)
+
+    async def _run_timed(self) -> None:
         while not self.s.finished:
             if self.s.state is not DecisionState.running:
                 await self._close()
-                break
-            await self._wait_for_next_event()
-            await self._handle_commands()
-            if self.s.state is DecisionState.running and not self.s.closing:
-                await self._run_due_checks()
-                await self._apply_due_ramp_steps()
-            if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                self.s.continued += 1
-                workflow.continue_as_new(ExperimentInput(spec=self.s.spec, state=self.s.carried(),
-                                                         max_history_events=self.max_history_events,
-                                                         tool_timeout_seconds=int(self.tool_timeout.total_seconds())))
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return render(self.s)
+                return
+            self._set_alarm()
+            await workflow.wait_condition(self._woken)
+            if self.s.commands:
+                await self._handle_commands()
+            elif self._alarm is not None and self._alarm.done():
+                self._alarm = None
+                await self._run_checks_until(lambda: self._alarm_at)
+                await self._apply_ramp_steps_until(lambda: self._alarm_at)
+            elif self._should_continue_as_new():
+                await self._continue_as_new()
+
+    def _woken(self) -> bool:
+        alarm_rang = self._alarm is not None and self._alarm.done()
+        return bool(self.s.commands) or alarm_rang or self._should_continue_as_new()
 
     async def _set_up(self) -> None:
         for proposal in self.s.plan.setup:
@@ -179,7 +227,7 @@ class ExperimentWorkflow:
         await self._snapshot("snapshot-start", "start")
         self._show_details()
 
-    # ---- time ------------------------------------------------------------------------------------------
+    # ---- time: each scheduled check and ramp step waits on a timer of its own --------------------------------
     def _experiment_seconds(self) -> float:
         assert self.s.started_at is not None
         elapsed = (workflow.now() - self.s.started_at).total_seconds()
@@ -193,23 +241,29 @@ class ExperimentWorkflow:
             due = min(due, plan.ramp[next_ramp].at)
         return due
 
-    async def _wait_for_next_event(self) -> None:
-        if self.s.commands:
+    def _real_seconds(self, experiment_seconds: float) -> float:
+        return experiment_seconds * self.s.plan.hour_seconds / 3600.0
+
+    def _set_alarm(self) -> None:
+        """A timer for the next scheduled check or ramp step, unless one is set. The clock sets only how long it
+        runs (at least a millisecond, so it is always a timer); the alarm firing, not the clock, makes it due."""
+        plan = self.s.plan
+        checks_done = self.s.guardrail_checks * plan.guardrail_check_every >= plan.max_duration_seconds
+        if self._alarm is not None or (checks_done and self.s.ramp_applied + 1 >= len(plan.ramp)):
             return
-        remaining = (self._next_due() - self._experiment_seconds()) * self.s.plan.hour_seconds / 3600.0
-        remaining = math.ceil(remaining * 1000) / 1000  # whole ms, so a timer never fires a hair early
-        if remaining <= 0:
-            return
-        with contextlib.suppress(asyncio.TimeoutError):
-            await workflow.wait_condition(lambda: bool(self.s.commands), timeout=timedelta(seconds=remaining),
-                                          timeout_summary=f"next check at {self._next_due() // 3600}h")
+        at = self._next_due()
+        remaining = math.ceil(self._real_seconds(at - self._experiment_seconds()) * 1000) / 1000
+        self._alarm_at = at
+        self._alarm = asyncio.create_task(workflow.sleep(max(MIN_TIMER, remaining),
+                                                         summary=f"next check at {at // 3600}h"))
 
     # ---- checks and decisions ------------------------------------------------------------------------------
-    async def _run_due_checks(self) -> None:
+    async def _run_checks_until(self, due: Callable[[], float]) -> None:
+        """Every scheduled check at or before `due()` (re-read after each check), in order."""
         plan = self.s.plan
         while self.s.state is DecisionState.running:
             at = (self.s.guardrail_checks + 1) * plan.guardrail_check_every
-            if at > plan.max_duration_seconds or at > self._experiment_seconds() + DUE_TOLERANCE:
+            if at > plan.max_duration_seconds or at > due():
                 return
             self.s.guardrail_checks += 1
             if at % plan.analysis_every == 0:
@@ -217,7 +271,9 @@ class ExperimentWorkflow:
             else:
                 await self._check(at, "guardrail", self.s.guardrail_checks)
 
-    async def _check(self, at: int, kind: str, index: int, step: str | None = None) -> None:
+    async def _check(self, at: int, kind: str, index: int, step: str | None = None, scheduled: bool = True) -> None:
+        """Run one check and apply the decision rule to its verdict. Only scheduled checks count towards the
+        no-data ticket (data.1): an alert may make a check happen early, and nothing else."""
         plan = self.s.plan
         analysis = kind == "analysis"
         prior = self.s.prior_look_sizes() if analysis else None
@@ -228,13 +284,14 @@ class ExperimentWorkflow:
         if analysis:
             self.s.looks = index
         self.s.breaches = assessment.checkpoint.breaches
-        self.s.no_data_streak = self.s.no_data_streak + 1 if assessment.checkpoint.no_data else 0
+        if scheduled:
+            self.s.no_data_streak = self.s.no_data_streak + 1 if assessment.checkpoint.no_data else 0
         if assessment.state is not DecisionState.running:
             self.s.decide(assessment.state, assessment.rationale, assessment.citations, assessment.arm)
             self.s.decision_receipts = [receipt.ref]
         else:
             self.s.rationale = assessment.rationale
-            if self.s.no_data_streak == PARAMS.no_data_grace_checks:
+            if scheduled and self.s.no_data_streak == PARAMS.no_data_grace_checks:
                 await self._no_data_ticket(assessment.rationale)
         self._show_details()
 
@@ -243,11 +300,11 @@ class ExperimentWorkflow:
         title = f"No metrics data: {self.s.plan.exp_key}"
         await self._execute(ticket_proposal(self.s.plan, step, title, f"{rationale} [{cite('data.1')}]", "medium"))
 
-    async def _apply_due_ramp_steps(self) -> None:
+    async def _apply_ramp_steps_until(self, due: Callable[[], float]) -> None:
         plan = self.s.plan
         while self.s.state is DecisionState.running:
             step = self.s.ramp_applied + 1
-            if step >= len(plan.ramp) or plan.ramp[step].at > self._experiment_seconds() + DUE_TOLERANCE:
+            if step >= len(plan.ramp) or plan.ramp[step].at > due():
                 return
             await self._apply_ramp_step(step)
 
@@ -275,12 +332,20 @@ class ExperimentWorkflow:
         return render(self.s)
 
     def _enqueue_if_allowed(self, check: Callable[[], object], command: Command) -> None:
+        """Queue a signalled command the policy allows; one of each kind waits at most (a flood adds no work)."""
         try:
             check()
         except Refused as exc:
             workflow.logger.warning("signal ignored: %s", exc)
             return
-        self.s.commands.append(command)
+        if command.model_copy(update={"reason": "", "source": ""}) not in (
+                c.model_copy(update={"reason": "", "source": ""}) for c in self.s.commands):
+            self.s.commands.append(command)
+
+    def _ignore(self, why: str) -> None:
+        self.s.ignored_signals += 1
+        self.s.last_ignored = why
+        workflow.logger.warning("signal dropped: %s", why)
 
     async def _handle_commands(self) -> None:
         while self.s.commands and self.s.state is DecisionState.running and not self.s.closing:
@@ -292,8 +357,7 @@ class ExperimentWorkflow:
                 self.s.decide(DecisionState.promote, f"manual promote of {command.arm}: {command.reason}",
                               [cite("manual.2")], command.arm)
             elif command.kind == "alert":
-                index = len(self.s.checkpoints)
-                await self._check(int(self._experiment_seconds()), "guardrail", index, step=f"check-alert-{index}")
+                await self._alert_check()
             elif command.ramp_step == self.s.ramp_applied + 1:  # a duplicate of an applied step does nothing
                 await self._apply_ramp_step(command.ramp_step)
             self.s.commands.pop(0)
@@ -301,6 +365,19 @@ class ExperimentWorkflow:
             self.s.handled_commands += 1
         if self.s.state is not DecisionState.running:
             self.s.commands.clear()
+
+    async def _alert_check(self) -> None:
+        index = len(self.s.checkpoints)
+        at = int(self._experiment_seconds())
+        await self._check(at, "guardrail", index, step=f"check-alert-{index}", scheduled=not self._timed)
+        if self._timed:
+            self._cool_down = asyncio.create_task(self._after_cool_down())
+
+    async def _after_cool_down(self) -> None:
+        await workflow.sleep(ALERT_CHECK_MIN_INTERVAL, summary="alert cool-down")
+        if self.s.alert_pending and self.s.state is DecisionState.running and not self.s.closing:
+            self.s.alert_pending = False
+            self.s.commands.append(Command(kind="alert", reason="alerts during the cool-down", source="coalesced"))
 
     async def _close(self) -> None:
         """Carry out the decision in policy order, then snapshot the final state."""
@@ -354,7 +431,7 @@ class ExperimentWorkflow:
             receipt = await workflow.execute_activity(
                 proposal.name, call, result_type=ToolReceipt, retry_policy=TOOL_RETRY,
                 start_to_close_timeout=CHECK_TIMEOUT if proposal.name == ToolName.CheckMetrics else self.tool_timeout,
-                summary=f"{proposal.step}: {proposal.name}")
+                heartbeat_timeout=HEARTBEAT_TIMEOUT, summary=f"{proposal.step}: {proposal.name}")
         except ActivityError as exc:
             cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause or exc)
             receipt = ToolReceipt(tool=proposal.name, ok=False, ref="failed", message=cause, step=proposal.step,
@@ -371,16 +448,64 @@ class ExperimentWorkflow:
             return True
         return info.is_continue_as_new_suggested()
 
+    async def _continue_as_new(self) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        self.s.continued += 1
+        workflow.continue_as_new(ExperimentInput(spec=self.s.spec, state=self.s.carried(),
+                                                 max_history_events=self.max_history_events,
+                                                 tool_timeout_seconds=int(self.tool_timeout.total_seconds())))
+
     def _show_details(self) -> None:
         last = self.s.checkpoints[-1].summary if self.s.checkpoints else "no checks yet"
+        ignored = (f"\n\n{self.s.ignored_signals} signals dropped; latest: {self.s.last_ignored}"
+                   if self.s.ignored_signals else "")
         workflow.set_current_details(
             f"**{self.s.state.value}** — {self.s.rationale}\n\nexposure {self.s.exposure_percent:g}% · "
             f"{self.s.guardrail_checks} guardrail checks · look {self.s.looks}/{self.s.plan.planned_looks}\n\n"
-            f"latest: {last}")
+            f"latest: {last}{ignored}")
+
+    # ---- experiments started before TIMED_CHECKS: kept so their histories replay ------------------------------
+    # Remove with `workflow.deprecate_patch(TIMED_CHECKS)` once none runs (README: Changing the workflow ...).
+    async def _run_clock_compared(self) -> None:
+        while not self.s.finished:
+            if self.s.state is not DecisionState.running:
+                await self._close()
+                break
+            await self._wait_for_next_event()
+            await self._handle_commands()
+            if self.s.state is DecisionState.running and not self.s.closing:
+                await self._run_checks_until(lambda: self._experiment_seconds() + DUE_TOLERANCE)
+                await self._apply_ramp_steps_until(lambda: self._experiment_seconds() + DUE_TOLERANCE)
+            if self._should_continue_as_new():
+                await self._continue_as_new()
+
+    async def _wait_for_next_event(self) -> None:
+        if self.s.commands:
+            return
+        remaining = math.ceil(self._real_seconds(self._next_due() - self._experiment_seconds()) * 1000) / 1000
+        if remaining <= 0:
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(lambda: bool(self.s.commands), timeout=timedelta(seconds=remaining),
+                                          timeout_summary=f"next check at {self._next_due() // 3600}h")
 
 
-def _refuse_on(check: Callable[[], object]) -> None:
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+def _given(request: object, model: type[M]) -> M:
+    """The update's argument as its model: a `binary/null` payload decodes to None whatever the type hint says, and
+    a handler reading a field of None past its validator would fail the workflow task."""
+    if not isinstance(request, model):
+        raise ApplicationError(f"send one {model.__name__} JSON object, not {type(request).__name__}",
+                               type="BadRequest", non_retryable=True)
+    return request
+
+
+def _refuse_on(check: Callable[[], T]) -> T:
+    """The check's answer, or its refusal as an update failure (never a failed workflow task)."""
     try:
-        check()
+        return check()
     except Refused as exc:
         raise ApplicationError(str(exc), type="PolicyRefusal", non_retryable=True) from None

@@ -5,8 +5,12 @@ metrics decide nothing and open a ticket. The same faults through a real worker'
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import Report
+from abrollout.control import StopRequest
 from abrollout.flag_plan import single_arm_state
 from adapters.local import local_adapters
 from adapters.misbehaving import (
@@ -25,11 +30,12 @@ from adapters.misbehaving import (
     Misbehaviours,
     misbehaving,
 )
-from adapters.protocols import Adapters
+from adapters.protocols import Adapters, MetricsSnapshot, MetricsSource, Registered
 from cli.experiments import start_experiment
 from cli.worker_setup import build_worker
 from tests.temporal_env import time_skipping
 from tests.workflow.conftest import golden_spec
+from workflows.experiment import HEARTBEAT_TIMEOUT, ExperimentWorkflow
 
 
 @asynccontextmanager
@@ -136,3 +142,33 @@ async def test_stale_metrics_decide_nothing_and_open_a_ticket(env: WorkflowEnvir
 async def test_empty_metrics_decide_nothing_and_open_a_ticket(env: WorkflowEnvironment, tmp_path: Path) -> None:
     faults = Misbehaviours(metrics=MetricsMisbehaviour(empty=True))
     await _never_decides_on(env, tmp_path, "empty-metrics", faults, lambda why: "no " in why)
+
+
+class _SlowFirstCheck:
+    """A warehouse whose first query runs longer than the heartbeat timeout, in a thread as a real driver's does."""
+
+    def __init__(self, inner: MetricsSource) -> None:
+        self.inner = inner
+        self.name = "slow-first-check"
+        self.calls = 0
+
+    async def snapshot(self, registered: Registered, run_id: str, at_seconds: int,
+                       metrics: list[str]) -> MetricsSnapshot:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.to_thread(time.sleep, HEARTBEAT_TIMEOUT.total_seconds() + 3)
+        return await self.inner.snapshot(registered, run_id, at_seconds, metrics)
+
+
+async def test_a_check_longer_than_the_heartbeat_timeout_keeps_its_attempt(env: WorkflowEnvironment,
+                                                                           tmp_path: Path) -> None:
+    adapters = local_adapters(tmp_path / "data")
+    slow = _SlowFirstCheck(adapters.metrics)
+    async with build_worker(env.client, dataclasses.replace(adapters, metrics=slow), task_queue="slow-check"):
+        handle = await start_experiment(env.client, golden_spec("steady", name="slow-check"), "slow-check")
+        await env.sleep(timedelta(hours=1, minutes=30))
+        assert slow.calls >= 1
+        report = await handle.execute_update(ExperimentWorkflow.request_stop, StopRequest(reason="enough"))
+    first_check = next(r for r in report.receipts if r.tool == "CheckMetrics")
+    assert first_check.ok, first_check
+    assert "CheckMetrics" not in await _retried_tools(handle), "the long check kept its first attempt"
