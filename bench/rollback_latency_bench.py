@@ -7,12 +7,15 @@ The stack, all started here on loopback and stopped by pid: a Temporal dev serve
 real Unleash 8.2.0 over a throwaway PostgreSQL (tests/servers/: installed into .cache/ on first use), a worker
 assembled exactly as worker.py does (adapters/config.build_adapters with flags = "unleash", embedded DuckDB
 metrics; run in this process so the bench can write into its metrics store), and `starter.py alert-receiver` as a
-subprocess. If Unleash cannot be installed or started, the flags fall back to the embedded provider and every
-figure says so.
+subprocess, with a bearer token made for the run (every webhook carries it, as Alertmanager's
+`http_config.authorization` sends it) and no coalescing window (`--coalesce-seconds 0`: each repetition posts two
+alerts for one experiment, the healthy one and the breach, and the breach must not be taken for a repeat). If
+Unleash cannot be installed or started, the flags fall back to the embedded provider and every figure says so.
 
 Each repetition starts one experiment on a real-time clock (hour_seconds 3600: its first scheduled check is an
 hour away, so only the push path can act within the run) and waits until it is set up. It writes healthy traffic
-and posts a first alert: a check that must not roll back. Then it writes the breach into the metrics store (15%
+and posts a first alert: a check that must not roll back. It waits out the workflow's minimum interval between
+alert checks (abrollout.inbox.ALERT_CHECK_MIN_INTERVAL), then writes the breach into the metrics store (15%
 of the treatment's users log a defect; the guardrail is defect_rate < 3%) and, the moment the write has committed
 ("visible"), posts an Alertmanager webhook to the receiver. From then on it polls Unleash's Admin API on its own
 until the flag serves control only, and reads the RollbackVariant receipt (with its read-back) from the history.
@@ -54,13 +57,15 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from abrollout.contracts.records import ReceiptRecord
+from abrollout.inbox import ALERT_CHECK_MIN_INTERVAL
 from abrollout.planner import flag_key
 from adapters.config import Choices, UnleashSection, WorkerConfig, build_adapters
 from adapters.local_metrics import LocalMetrics
 from cli import devserver, logs
+from cli.alert_receiver import TOKEN_ENV
 from cli.experiments import ExperimentHandle, start_experiment
 from cli.worker_setup import build_worker
-from tests.alert_scenario import alert, breach_rows, healthy_rows, spec, webhook
+from tests.alert_scenario import alert, bearer, breach_rows, healthy_rows, spec, webhook
 from workflows.experiment import ExperimentWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,13 +136,14 @@ def _why(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
-async def start_receiver(stack: AsyncExitStack, address: str, tmp: Path) -> str:
+async def start_receiver(stack: AsyncExitStack, address: str, tmp: Path, token: str) -> str:
     """`starter.py alert-receiver` as its own process, as an operator runs it; stopped with SIGINT (Ctrl-C)."""
     port = devserver.free_port()
     log = open(tmp / "alert-receiver.log", "wb")  # noqa: SIM115 - the child owns it
     process = subprocess.Popen([sys.executable, str(ROOT / "starter.py"), "alert-receiver", "--address", address,
-                                "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                "--port", str(port), "--coalesce-seconds", "0"], cwd=ROOT, stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", TOKEN_ENV: token})
     stack.callback(log.close)
     stack.callback(devserver.stop_process, process)
     url = f"http://127.0.0.1:{port}"
@@ -172,7 +178,8 @@ async def running_stack(embedded: bool) -> AsyncIterator[Stack]:
         assert isinstance(adapters.metrics, LocalMetrics)
         stack.callback(adapters.metrics.close)
         await stack.enter_async_context(build_worker(client, adapters, task_queue=QUEUE))
-        receiver_url = await start_receiver(stack, server.address, tmp)
+        token = secrets.token_hex(32)
+        receiver_url = await start_receiver(stack, server.address, tmp, token)
         if unleash is not None:
             poller = await stack.enter_async_context(httpx.AsyncClient(
                 base_url=unleash.url, headers={"Authorization": unleash.token}, timeout=10))
@@ -185,7 +192,7 @@ async def running_stack(embedded: bool) -> AsyncIterator[Stack]:
                 return [v.name for s in state.strategies for v in s.variants]
 
             flags = Flags(None, None, flags_note, read_local=read_local)
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30, headers=bearer(token)))
         servers = (f"Temporal dev server {server.address} (SQLite, pid {server.process.pid}); flags: {flags_note}; "
                    "worker in this process (build_adapters + build_worker: flags "
                    f"{getattr(adapters.flags, 'name', '?')}, metrics embedded DuckDB); starter.py alert-receiver "
@@ -287,6 +294,9 @@ async def one(stack: Stack, name: str) -> Rep:
     healthy_done = time.time()
     assert not any(r.tool == "RollbackVariant" for r in done), "a healthy check rolled back"
     assert sorted(await stack.flags.served_variants(flag) or []) == sorted(arms), "a healthy check changed the flag"
+    # The workflow runs at most one alert check per ALERT_CHECK_MIN_INTERVAL (a flood must not flood the warehouse);
+    # the breach comes after it, as a second alert would in practice (Alertmanager's group_interval is 5 min).
+    await asyncio.sleep(ALERT_CHECK_MIN_INTERVAL.total_seconds() + 1)
     # The breach: visible once its write has committed; the webhook goes out at once.
     await asyncio.to_thread(stack.metrics.write_rows, name, breach_rows())
     visible = time.time()

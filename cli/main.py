@@ -10,9 +10,7 @@ from collections.abc import Callable, Sequence
 from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import Report
 from abrollout.contracts.spec import Domain, ExperimentSpec
-from abrollout.planner import plan
 from abrollout.problems import errors_only
-from abrollout.stats.planning import power_plan, power_warnings
 from cli import alert_receiver, commands, render
 from cli.exits import OK, UserFacingError
 from cli.spec_input import load_checked_spec, refuse
@@ -25,12 +23,9 @@ SCHEMAS: dict[str, Callable[[], dict[str, object]]] = {
 
 def cmd_validate(args: argparse.Namespace) -> int:
     check = load_checked_spec(args.spec)
-    if not check.ok or check.spec is None:
+    if not check.ok or check.spec is None or check.plan is None:
         raise refuse(errors_only(check.problems) or check.problems, args.spec)
-    spec = check.spec
-    experiment_plan = plan(spec)
-    power = power_plan(spec, experiment_plan)
-    warnings = [*check.problems, *power_warnings(spec, experiment_plan, power)]
+    spec, experiment_plan, power, warnings = check.spec, check.plan, check.power, check.problems
     if args.json:
         print(json.dumps({"spec": spec.model_dump(mode="json"), "plan": render.plan_json(experiment_plan),
                           "power": power.model_dump(mode="json") if power else None,
@@ -114,7 +109,9 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
     receiver = _temporal(sub, "alert-receiver", alert_receiver.cmd_alert_receiver, "receive Alertmanager webhooks "
                          "(POST /alerts): each firing alert's `experiment` label gets an alert signal, so that "
-                         "experiment runs a guardrail check now; runs in the foreground until Ctrl-C",
+                         "experiment runs a guardrail check now; takes only alerts carrying the bearer token "
+                         f"${alert_receiver.TOKEN_ENV} (unless --insecure-loopback); runs in the foreground until "
+                         "Ctrl-C",
                          takes_id=False)
     alert_receiver.add_arguments(receiver)
 

@@ -1,6 +1,6 @@
 """The push-path scenario shared by tests/test_alert_receiver.py and bench/rollback_latency_bench.py: a real-time
 prompts experiment without simulated traffic, the rows a caller writes into its metrics store (healthy, then a
-breach of the defect-rate guardrail), and Alertmanager's webhook payload around alerts."""
+breach of the defect-rate guardrail), and Alertmanager's webhook payload around alerts, with its bearer token."""
 
 from __future__ import annotations
 
@@ -69,6 +69,11 @@ def webhook(*alerts: dict[str, Any]) -> dict[str, Any]:
     return {"version": "4", "groupKey": "{}:{experiment=\"x\"}", "truncatedAlerts": 0, "status": "firing",
             "receiver": "abrollout", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
             "externalURL": "http://alertmanager:9093", "alerts": list(alerts)}
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header Alertmanager sends with `http_config.authorization: {type: Bearer, credentials: <token>}`."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 def alert(experiment: str | None, status: str = "firing", name: str = "DefectRateHigh",

@@ -1,6 +1,7 @@
-"""The Alertmanager webhook receiver (cli/alert_receiver.py): payload parsing, the HTTP answers, and the push path
-end to end on the time-skipping server: a firing alert makes the running experiment check its guardrails at once
-(receipt check-alert-N), and when the metrics show a breach it stops and rolls back to control.
+"""The Alertmanager webhook receiver (cli/alert_receiver/): payload parsing, the HTTP answers, what a hostile caller
+can and cannot do (forged alerts, floods, slow requests), and the push path end to end on the time-skipping server:
+a firing alert makes the running experiment check its guardrails at once (receipt check-alert-N), and when the
+metrics show a breach it stops and rolls back to control.
 
 The experiments here run on a real-time clock (hour_seconds 3600) and the tests never wait for a result while an
 experiment should keep running, so the server does not skip ahead to a scheduled check: the alert is the only thing
@@ -9,9 +10,11 @@ that can make the check happen within the test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from abrollout.contracts.records import ReceiptRecord
@@ -31,16 +35,26 @@ from adapters.local import local_adapters
 from adapters.local_metrics import LocalMetrics
 from adapters.protocols import Adapters
 from cli import main as cli_main
-from cli.alert_receiver import AlertReceiver, BadPayload, alert_reason, parse_payload
+from cli.alert_receiver import TOKEN_ENV, AlertReceiver, BadPayload, alert_reason, parse_payload
+from cli.alert_receiver.auth import Bearer, receiver_token
+from cli.alert_receiver.coalesce import Coalescer
 from cli.devserver import free_port
+from cli.exits import BAD_INPUT, UserFacingError
 from cli.experiments import ExperimentHandle, start_experiment
 from cli.worker_setup import build_worker
-from tests.alert_scenario import alert, breach_rows, healthy_rows, spec, webhook
+from tests.alert_scenario import alert, bearer, breach_rows, healthy_rows, spec, webhook
 from tests.temporal_env import time_skipping
 from workflows.experiment import ExperimentWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "test-alert-token-7f3a9c"
+JSON = {"Content-Type": "application/json"}
+AUTHORIZED = {**bearer(TOKEN), **JSON}
 _names = itertools.count()
+
+
+def quiet(line: str) -> None:
+    """The receiver's per-request log line, not wanted in test output."""
 
 
 @dataclass
@@ -56,9 +70,9 @@ class Stack:
         assert isinstance(self.adapters.metrics, LocalMetrics)
         return self.adapters.metrics
 
-    async def post(self, payload: Any) -> httpx.Response:
+    async def post(self, payload: Any, headers: dict[str, str] = AUTHORIZED) -> httpx.Response:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        return await self.http.post(self.receiver.url, content=body, headers={"Content-Type": "application/json"})
+        return await self.http.post(self.receiver.url, content=body, headers=headers)
 
     async def running(self, name: str) -> ExperimentHandle:
         """Start the experiment and wait until it is set up and waiting for its first scheduled check."""
@@ -71,6 +85,32 @@ class Stack:
 
     async def steps(self, handle: ExperimentHandle) -> list[str]:
         return [r.step for r in await self.receipts(handle)]
+
+    async def checked_on_alert(self, handle: ExperimentHandle) -> list[str]:
+        """Once it has one, the experiment's check-alert steps."""
+        steps = await until(lambda: self.steps(handle), lambda steps: any(s.startswith("check-alert-") for s in steps))
+        return [s for s in steps if s.startswith("check-alert-")]
+
+
+async def alert_signals(handle: ExperimentHandle) -> int:
+    """The `alert` signals in the workflow's history: what reached Temporal, whatever the workflow did with them."""
+    return sum(1 for event in (await handle.fetch_history()).events
+               if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+               and event.workflow_execution_signaled_event_attributes.signal_name == "alert")
+
+
+async def exchange(address: tuple[str, int], request: bytes) -> tuple[bytes, bytes]:
+    """`request` written on a connection of its own; the answer's head and body (by its Content-Length: the
+    receiver may keep the connection open, and drain what it did not read)."""
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        length = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+        assert length is not None, head
+        return head, await asyncio.wait_for(reader.readexactly(int(length[1])), 30)
+    finally:
+        writer.close()
 
 
 async def until(get: Any, done: Any, timeout: float = 30.0) -> Any:
@@ -95,7 +135,8 @@ async def stack(env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Stack
     adapters = local_adapters(tmp_path / "data")
     queue = f"alert-receiver-{next(_names)}"
     async with (build_worker(env.client, adapters, task_queue=queue),
-                AlertReceiver(env.client, port=0, log=lambda line: None) as receiver,
+                # no coalescing window: tests that post twice for one experiment want each answered on its own
+                AlertReceiver(env.client, token=TOKEN, port=0, coalesce_seconds=0, log=quiet) as receiver,
                 httpx.AsyncClient(timeout=30) as http):
         yield Stack(env=env, adapters=adapters, queue=queue, receiver=receiver, http=http)
     adapters.metrics.close()  # type: ignore[attr-defined]
@@ -152,34 +193,131 @@ def test_the_label_is_configurable() -> None:
 
 def test_starter_has_the_subcommand() -> None:
     args = cli_main.build_parser().parse_args(["alert-receiver", "--port", "0", "--label", "exp"])
-    assert (args.host, args.port, args.label) == ("127.0.0.1", 0, "exp")
+    assert (args.host, args.port, args.label, args.coalesce_seconds, args.insecure_loopback) == (
+        "127.0.0.1", 0, "exp", 5.0, False)
+
+
+# ---- who may send alerts ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [(b"Bearer " + TOKEN.encode(), True), (b"bearer   " + TOKEN.encode() + b" ", True), (None, False), (b"", False),
+     (b"Bearer", False), (b"Bearer ", False), (b"Basic " + TOKEN.encode(), False), (b"Bearer " + TOKEN.encode() + b"x",
+     False), (b"Bearer " + TOKEN[:-1].encode(), False), (b"Bearer \xff\xfe", False)],
+)
+def test_the_bearer_token_must_match_exactly(header: bytes | None, accepted: bool) -> None:
+    assert Bearer(TOKEN).accepts(header) is accepted
+
+
+@pytest.mark.parametrize(
+    ("environ", "host", "insecure", "message"),
+    [({}, "127.0.0.1", False, f"{TOKEN_ENV} is not set"),
+     ({TOKEN_ENV: ""}, "127.0.0.1", False, f"{TOKEN_ENV} is empty"),
+     ({TOKEN_ENV: " \n"}, "127.0.0.1", True, f"{TOKEN_ENV} is empty"),
+     ({TOKEN_ENV: "tökén"}, "127.0.0.1", False, "other than printable ASCII"),
+     ({TOKEN_ENV: "two words"}, "127.0.0.1", False, "other than printable ASCII"),
+     ({}, "0.0.0.0", True, "--insecure-loopback listens on loopback only, not --host 0.0.0.0"),
+     ({TOKEN_ENV: TOKEN}, "receiver.example", True, "not --host receiver.example")],
+)
+def test_a_token_that_cannot_work_is_refused_before_anything_starts(environ: dict[str, str], host: str,
+                                                                    insecure: bool, message: str) -> None:
+    with pytest.raises(UserFacingError, match=message) as refused:
+        receiver_token(environ, host, insecure)
+    assert refused.value.code == BAD_INPUT and "fix: " in refused.value.message
+    assert TOKEN not in refused.value.message
+
+
+def test_the_token_comes_from_the_environment_and_loopback_may_go_without() -> None:
+    assert receiver_token({TOKEN_ENV: f" {TOKEN}\n"}, "0.0.0.0", False) == TOKEN  # trimmed like a credentials_file
+    assert receiver_token({}, "127.0.0.1", True) is None
+    assert receiver_token({}, "::1", True) is None
+    assert receiver_token({}, "localhost", True) is None
+
+
+def test_the_coalescer_takes_one_signal_per_experiment_and_window() -> None:
+    now = [100.0]
+    coalescer = Coalescer(window=5, clock=lambda: now[0])
+    assert coalescer.claim(["exp-a", "exp-b"]) == ["exp-a", "exp-b"]
+    assert coalescer.claim(["exp-a", "exp-c"]) == ["exp-c"]  # a is in flight
+    coalescer.release(["exp-a", "exp-b"], signalled=["exp-a"])  # b's signal failed: no window for it
+    coalescer.release(["exp-c"], signalled=["exp-c"])
+    assert coalescer.claim(["exp-a", "exp-b", "exp-c"]) == ["exp-b"]
+    coalescer.release(["exp-b"], signalled=[])
+    now[0] += 4.9
+    assert coalescer.claim(["exp-a"]) == []
+    now[0] += 0.1
+    assert coalescer.claim(["exp-a", "exp-a"]) == ["exp-a"]
+    assert Coalescer(window=0).claim(["exp-a"]) == ["exp-a"]
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------------------
 async def test_bad_payloads_get_400_and_send_nothing(stack: Stack) -> None:
     handle = await stack.running(f"ar-bad-{next(_names)}")
-    for body in (b"{not json", webhook(alert(handle.id), alert(None))):
+    for body in (b"{not json", b"", webhook(alert(handle.id), alert(None))):
         response = await stack.post(body)
         assert response.status_code == 400, response.text
         assert response.json()["error"].startswith("bad Alertmanager payload: ")
-    await asyncio.sleep(0.5)
-    assert not any(step.startswith("check-alert") for step in await stack.steps(handle))
+    assert await alert_signals(handle) == 0  # each answer came after anything it would have sent
     async def chunked() -> AsyncIterator[bytes]:
         yield json.dumps(webhook(alert(None, status="resolved")))[:20].encode()
         yield json.dumps(webhook(alert(None, status="resolved")))[20:].encode()
 
-    streamed = await stack.http.post(stack.receiver.url, content=chunked())  # Transfer-Encoding: chunked
+    streamed = await stack.http.post(stack.receiver.url, content=chunked(), headers=AUTHORIZED)  # chunked
     assert streamed.status_code == 200 and streamed.json()["resolved_ignored"] == 1, streamed.text
-    host, port = stack.receiver.address
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(b"POST /alerts HTTP/1.1\r\nHost: x\r\n\r\n")  # neither a length nor chunks
-    assert (await reader.readline()).startswith(b"HTTP/1.1 411")
-    writer.close()
     assert (await stack.http.get(stack.receiver.url)).status_code == 405
     assert (await stack.http.post(stack.receiver.url.replace("/alerts", "/nope"), content=b"{}")).status_code == 404
-    assert (await stack.http.get(stack.receiver.url.replace("/alerts", "/healthz"))).json() == {"status": "ok"}
+    health = await stack.http.get(stack.receiver.url.replace("/alerts", "/healthz"))  # no token needed
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
     too_big = await stack.post(b" " * ((1 << 20) + 1))
     assert too_big.status_code == 413
+
+
+async def test_forged_alerts_get_401_signal_nothing_and_open_no_ticket(stack: Stack) -> None:
+    """Unlike forged alerts, one real alert reaches the experiment: once its check is in, the history shows the
+    forged ones were never signalled (and so never checked: three checks without data would open a ticket)."""
+    name = f"ar-forged-{next(_names)}"
+    handle = await stack.running(name)
+    wrong = "guessed-token-0123"
+    for headers in ({}, bearer(wrong), {"Authorization": f"Basic {TOKEN}"}, bearer(TOKEN + "x")):
+        for _ in range(3):
+            response = await stack.post(webhook(alert(name)), headers={**headers, **JSON})
+            assert response.status_code == 401, response.text
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            assert wrong not in response.text and TOKEN not in response.text
+            assert "bearer token" in response.json()["error"]
+    assert await alert_signals(handle) == 0
+    assert (await stack.post(webhook(alert(name)))).json()["signalled"] == [handle.id]
+    assert len(await stack.checked_on_alert(handle)) == 1
+    assert await alert_signals(handle) == 1
+    assert await stack.adapters.tickets.list(name) == []  # type: ignore[attr-defined]
+    await handle.terminate("test done")
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "application/jsonl", "multipart/form-data; boundary=x"])
+async def test_only_json_is_taken(stack: Stack, content_type: str | None) -> None:
+    handle = await stack.running(f"ar-type-{next(_names)}")
+    headers = bearer(TOKEN) | ({"Content-Type": content_type} if content_type else {})
+    response = await stack.post(webhook(alert(handle.id)), headers=headers)
+    assert response.status_code == 415 and "application/json" in response.json()["error"], response.text
+    assert await alert_signals(handle) == 0
+    with_charset = await stack.post(webhook(alert(handle.id)), headers=bearer(TOKEN) | {
+        "Content-Type": "Application/JSON; charset=utf-8"})
+    assert with_charset.status_code == 200 and with_charset.json()["signalled"] == [handle.id], with_charset.text
+    await handle.terminate("test done")
+
+
+async def test_a_chunked_body_is_read_whatever_its_chunks_carry(stack: Stack) -> None:
+    body = json.dumps(webhook(alert("no-such-experiment"))).encode()
+    chunks = [body[:7], body[7:300], body[300:]]
+    framed = b"".join(b"%X;note=%s\r\n%s\r\n" % (len(chunk), b"x" * 150, chunk) for chunk in chunks)
+    head = (b"POST /alerts HTTP/1.1\r\nHost: receiver\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: application/json\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
+    status, answer = await exchange(stack.receiver.address, head + framed + b"0\r\nX-Trailer: yes\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 404 "), status + answer  # the body was read: it names an unknown experiment
+    assert json.loads(answer)["unknown"] == ["exp-no-such-experiment"]
+    over = b"".join(b"%X\r\n%s\r\n" % (1 << 16, b" " * (1 << 16)) for _ in range(17))  # 1 MiB + 64 kB
+    status, _ = await exchange(stack.receiver.address, head + over + b"0\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 413 "), status
 
 
 async def test_unknown_experiments_get_404_and_the_others_are_signalled(stack: Stack) -> None:
@@ -189,13 +327,104 @@ async def test_unknown_experiments_get_404_and_the_others_are_signalled(stack: S
     body = response.json()
     assert (body["signalled"], body["unknown"]) == ([handle.id], ["exp-no-such-experiment"])
     assert "the `experiment` label must be the experiment key" in body["error"]
-    await until(lambda: stack.steps(handle), lambda steps: any(s.startswith("check-alert-") for s in steps))
+    await stack.checked_on_alert(handle)
 
 
 async def test_nothing_firing_is_ok_and_signals_nothing(stack: Stack) -> None:
     response = await stack.post(webhook(alert("no-such-experiment", status="resolved")))
     assert response.status_code == 200
-    assert response.json() == {"signalled": [], "unknown": [], "closed": [], "resolved_ignored": 1}
+    assert response.json() == {"signalled": [], "coalesced": [], "unknown": [], "closed": [], "resolved_ignored": 1}
+
+
+async def test_without_a_token_the_receiver_takes_unauthenticated_alerts(env: WorkflowEnvironment) -> None:
+    """What `--insecure-loopback` runs: no Authorization header needed."""
+    async with (AlertReceiver(env.client, token=None, port=0, log=quiet) as receiver,
+                httpx.AsyncClient(timeout=30) as http):
+        response = await http.post(receiver.url, json=webhook(alert(None, status="resolved")))
+    assert response.status_code == 200 and response.json()["resolved_ignored"] == 1, response.text
+
+
+# ---- floods and slow callers -----------------------------------------------------------------------------------
+async def test_a_burst_of_300_alerts_for_one_experiment_sends_one_signal(stack: Stack) -> None:
+    """The window outlasts any burst here, so exactly one of the 300 gets through, however loaded the machine."""
+    handle = await stack.running(f"ar-burst-{next(_names)}")
+    async with (AlertReceiver(stack.env.client, token=TOKEN, port=0, coalesce_seconds=600, log=quiet) as receiver,
+                httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=16)) as http):
+        body = json.dumps(webhook(alert(handle.id))).encode()
+        answers = await asyncio.gather(*(http.post(receiver.url, content=body, headers=AUTHORIZED)
+                                         for _ in range(300)))
+    assert await alert_signals(handle) == 1
+    assert {a.status_code for a in answers} == {200}, {a.text for a in answers if a.status_code != 200}
+    outcomes = [(tuple(a.json()["signalled"]), tuple(a.json()["coalesced"])) for a in answers]
+    assert sorted(set(outcomes)) == [((), (handle.id,)), ((handle.id,), ())]
+    assert outcomes.count(((handle.id,), ())) == 1
+    assert len(await stack.checked_on_alert(handle)) == 1
+    await handle.terminate("test done")
+
+
+async def test_beyond_the_cap_requests_get_503_at_once_and_the_receiver_recovers(env: WorkflowEnvironment) -> None:
+    cap = 4
+    async with (AlertReceiver(env.client, token=TOKEN, port=0, max_concurrent=cap, read_seconds=600, log=quiet)
+                as receiver,
+                httpx.AsyncClient(timeout=30) as http):
+        held = [await asyncio.open_connection(*receiver.address) for _ in range(cap)]
+        for _, writer in held:
+            writer.write(b"POST /alerts HTTP/1.1\r\nHost: receiver\r\n")  # a head that never ends
+        status, _ = await exchange(receiver.address, b"GET /healthz HTTP/1.1\r\nHost: receiver\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 503 "), status
+        for _, writer in held:
+            writer.close()
+        health = await until(lambda: http.get(receiver.url.replace("/alerts", "/healthz")),
+                             lambda response: response.status_code == 200)
+        assert health.json() == {"status": "ok"}
+        response = await http.post(receiver.url, json=webhook(alert(None, status="resolved")), headers=bearer(TOKEN))
+        assert response.status_code == 200, response.text
+
+
+HEAD_START = b"POST /alerts HTTP/1.1\r\nHost: receiver\r\n"
+
+
+@pytest.mark.parametrize(
+    ("prefix", "answered_first"),
+    [(HEAD_START, False),  # the head, trickled
+     (HEAD_START + b"Content-Length: 9000\r\nContent-Type: application/json\r\nAuthorization: Bearer "
+      + TOKEN.encode() + b"\r\n\r\n", False),  # the body, trickled
+     (HEAD_START, True)],  # the next request on a kept-alive connection, trickled
+    ids=["head", "body", "kept-alive"],
+)
+async def test_a_request_trickled_byte_by_byte_is_cut_off(env: WorkflowEnvironment, prefix: bytes,
+                                                          answered_first: bool) -> None:
+    """Every byte restarts uvicorn's own keep-alive timer; the read deadline still closes the connection. (Two
+    seconds: enough for the first request of the kept-alive case to be answered on a loaded machine.)"""
+    async with AlertReceiver(env.client, token=TOKEN, port=0, read_seconds=2, log=quiet) as receiver:
+        reader, writer = await asyncio.open_connection(*receiver.address)
+        if answered_first:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: receiver\r\n\r\n")
+            assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)).startswith(b"HTTP/1.1 200 ")
+            await asyncio.wait_for(reader.readuntil(b"\n"), 30)  # the body: one line of JSON
+        writer.write(prefix)
+
+        async def trickle() -> None:
+            for byte in itertools.cycle(b"X-Pad: abc\r\n"):
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+        async def until_closed() -> bytes:
+            received = b""
+            with contextlib.suppress(ConnectionResetError):  # a byte that came after the close makes it a reset
+                while chunk := await reader.read(1 << 16):
+                    received += chunk
+            return received
+
+        trickling = asyncio.create_task(trickle())
+        try:
+            assert await asyncio.wait_for(until_closed(), 30) == b""  # closed by the receiver, nothing answered
+        finally:
+            trickling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await trickling
+            writer.close()
 
 
 # ---- the push path ---------------------------------------------------------------------------------------------
@@ -242,19 +471,30 @@ async def test_a_firing_alert_on_a_breach_stops_and_rolls_back_at_once(stack: St
 
 
 # ---- the command ---------------------------------------------------------------------------------------------
+def _command(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "starter.py"), "alert-receiver", *args]
+
+
+def _environ(token: str | None) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if k != TOKEN_ENV} | {"PYTHONUNBUFFERED": "1"}
+    return environ | ({TOKEN_ENV: token} if token is not None else {})
+
+
 def test_the_command_serves_until_ctrl_c(env: WorkflowEnvironment) -> None:
     address = env.client.service_client.config.target_host
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(ROOT / "starter.py"), "alert-receiver", "--address", address,
-                                "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(_command("--address", address, "--port", str(port)), cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environ(TOKEN))
+    wrong = "guessed-token-0123"
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
         assert f"alert receiver on http://127.0.0.1:{port}/alerts" in first and "Ctrl-C stops it" in first, first
-        response = httpx.post(f"http://127.0.0.1:{port}/alerts", json=webhook(alert("no-such-experiment")),
-                              timeout=30)
+        url = f"http://127.0.0.1:{port}/alerts"
+        response = httpx.post(url, json=webhook(alert("no-such-experiment")), headers=bearer(TOKEN), timeout=30)
         assert response.status_code == 404, response.text
+        forged = httpx.post(url, json=webhook(alert("no-such-experiment")), headers=bearer(wrong), timeout=30)
+        assert forged.status_code == 401, forged.text
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     finally:
@@ -263,12 +503,28 @@ def test_the_command_serves_until_ctrl_c(env: WorkflowEnvironment) -> None:
             process.wait()
     assert process.returncode == 0, err
     assert "alert receiver stopped" in out
-    assert "POST /alerts 404" in err
+    assert "POST /alerts 404" in err and "POST /alerts 401" in err
+    assert TOKEN not in out + err and wrong not in out + err
+
+
+@pytest.mark.parametrize(
+    ("token", "flags", "message"),
+    [(None, [], f"error: {TOKEN_ENV} is not set"),
+     (None, ["--insecure-loopback", "--host", "0.0.0.0"], "error: --insecure-loopback listens on loopback only"),
+     ("tökén", [], f"error: {TOKEN_ENV} holds characters other than printable ASCII")],
+)
+def test_the_command_refuses_to_start_without_a_usable_token(token: str | None, flags: list[str],
+                                                             message: str) -> None:
+    """Exit 2 with one line, before connecting: the Temporal address here has no server, which would be exit 1."""
+    done = subprocess.run(_command("--address", f"127.0.0.1:{free_port()}", "--port", "0", *flags), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, env=_environ(token))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
+    assert "fix: " in done.stderr and done.stdout == ""
 
 
 def test_the_command_says_when_temporal_is_unreachable() -> None:
-    done = subprocess.run([sys.executable, str(ROOT / "starter.py"), "alert-receiver", "--address",
-                           f"127.0.0.1:{free_port()}", "--port", "0"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(_command("--address", f"127.0.0.1:{free_port()}", "--port", "0"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, env=_environ(TOKEN))
     assert done.returncode == 1
     assert "cannot reach Temporal" in done.stderr
