@@ -5,13 +5,14 @@ in the foreground (`make server`)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,13 @@ def answers(address: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def command(db_file: Path, port: int, ui_port: int | None, metrics_port: int | None = None) -> list[str]:
+DynamicConfig = Mapping[str, str | int | float | bool]
+"""Server dynamic config values by key, e.g. {"limit.historySize.error": 12 * 1024 * 1024}: tests use them to
+reach the server's limits in seconds (none given: Temporal's defaults)."""
+
+
+def command(db_file: Path, port: int, ui_port: int | None, metrics_port: int | None = None,
+            dynamic_config: DynamicConfig | None = None) -> list[str]:
     http_port, spare = free_ports(2, taken={port, ui_port, metrics_port})
     cmd = [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
            "--http-port", str(http_port), "--db-filename", str(db_file), "--log-level", "warn"]
@@ -96,16 +103,18 @@ def command(db_file: Path, port: int, ui_port: int | None, metrics_port: int | N
     cmd += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     for key in SEARCH_ATTRIBUTES:
         cmd += ["--search-attribute", f"{key.name}=Keyword"]
+    for name, value in (dynamic_config or {}).items():  # the CLI takes each value as JSON: a string goes in quotes
+        cmd += ["--dynamic-config-value", f"{name}={json.dumps(value)}"]
     return cmd
 
 
 def start(db_file: Path, port: int, ui_port: int | None, log_file: Path | None = None,
-          ready_timeout: float = 30.0) -> DevServer:
+          ready_timeout: float = 30.0, dynamic_config: DynamicConfig | None = None) -> DevServer:
     """Start the server and wait until it accepts connections; raise RuntimeError with its log if it does not."""
     db_file.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
-    process = subprocess.Popen(command(db_file, port, ui_port), stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(command(db_file, port, ui_port, dynamic_config=dynamic_config), stdout=log,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     server = DevServer(process, f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}" if ui_port else None)
     wait_until_ready(process, lambda: answers(server.address), f"temporal server on {server.address}", ready_timeout,
                      lambda: log_file.read_text(errors="replace")[-2000:] if log_file else "", server.stop)

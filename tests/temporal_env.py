@@ -57,7 +57,7 @@ async def time_skipping(interceptors: Sequence[Interceptor] = ()) -> WorkflowEnv
 
 
 def dev_server(db_file: Path, port: int | None = None, log_file: Path | None = None,
-               dynamic_config: devserver.DynamicConfig = {}) -> devserver.DevServer:
+               dynamic_config: devserver.DynamicConfig | None = None) -> devserver.DevServer:
     """A dev server whose histories the replay guard reads from its SQLite file when the session ends."""
     replay_guard.dev_server_database(db_file)
     return devserver.start(db_file, port or devserver.free_port(), None, log_file=log_file,
