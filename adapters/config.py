@@ -15,6 +15,7 @@ first experiment hours later.
     [prometheus]   url
     [webhook]      url                                   secret: ABROLLOUT_WEBHOOK_SECRET (optional)
     [github]       repo, api_url                         secret: GITHUB_TOKEN
+    [safety_net]   every_minutes = 5, stuck_after_minutes = 15
 """
 
 from __future__ import annotations
@@ -98,8 +99,17 @@ class FaultsSection(Misbehaviours):
     kill: str | None = Field(default=None, description="<step>:<before|after>: SIGKILL the worker at that point.")
 
 
+class SafetyNetSection(Section):
+    """The sweep that returns abandoned experiments' flags to control (workflows/safety_net.py)."""
+
+    every_minutes: float = Field(default=5, gt=0, le=24 * 60, description="How often the sweep runs.")
+    stuck_after_minutes: float = Field(default=15, gt=0, le=7 * 24 * 60, description="How long a workflow task may "
+                                       "keep failing before its experiment counts as stuck.")
+
+
 class WorkerConfig(Section):
     adapters: Choices = Field(default_factory=Choices)
+    safety_net: SafetyNetSection = Field(default_factory=SafetyNetSection)
     faults: FaultsSection = Field(default_factory=FaultsSection)
     unleash: UnleashSection = Field(default_factory=UnleashSection)
     postgres: PostgresSection = Field(default_factory=PostgresSection)

@@ -20,6 +20,7 @@ from adapters.protocols import (
     Change,
     DashboardStore,
     FlagProvider,
+    OpenExperiment,
     Registered,
     Registry,
     TicketSystem,
@@ -102,6 +103,15 @@ class FaultyRegistry(_Faulty):
     async def stop_run(self, run_id: str, reason: str, idempotency_key: str) -> str:
         self.kill.reached(step_of(idempotency_key), "before")
         stop_id = await self.inner.stop_run(run_id, reason, idempotency_key)
+        self.kill.reached(step_of(idempotency_key), "after")
+        return stop_id
+
+    async def open_experiments(self) -> list[OpenExperiment]:
+        return await self.inner.open_experiments()
+
+    async def release(self, exp_id: str, reason: str, idempotency_key: str) -> str:
+        self.kill.reached(step_of(idempotency_key), "before")
+        stop_id = await self.inner.release(exp_id, reason, idempotency_key)
         self.kill.reached(step_of(idempotency_key), "after")
         return stop_id
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from abrollout.contracts.tools import RegisterExperimentArgs
 from abrollout.ids import digest
 from abrollout.policy import cite
-from adapters.protocols import ConcurrencyRefused, Registered
+from adapters.protocols import ConcurrencyRefused, OpenExperiment, Registered
 from adapters.sqlite_store import SqliteStore
 
 SCHEMA = """
@@ -69,6 +69,12 @@ def _start_run(con: sqlite3.Connection, exp_id: str, run_name: str, population: 
     return run_id
 
 
+def release_id(exp_id: str, key: str) -> str:
+    """The stop id of an experiment released before it started a run: nothing is stored but the status, so the
+    id is derived, the same on every release."""
+    return f"STOP-{digest([exp_id, key], 10).upper()}"
+
+
 def _stop_run(con: sqlite3.Connection, run_id: str, reason: str, key: str) -> str:
     row = con.execute("SELECT exp_id, stop_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
@@ -80,6 +86,16 @@ def _stop_run(con: sqlite3.Connection, run_id: str, reason: str, key: str) -> st
                 (stop_id, key, reason, run_id))
     con.execute("UPDATE experiments SET status = 'stopped' WHERE exp_id = ?", (row["exp_id"],))
     return stop_id
+
+
+def _release(con: sqlite3.Connection, exp_id: str, reason: str, key: str) -> str:
+    run = con.execute("SELECT run_id FROM runs WHERE exp_id = ? ORDER BY rowid DESC LIMIT 1", (exp_id,)).fetchone()
+    if run is not None:
+        return _stop_run(con, str(run["run_id"]), reason, key)
+    if con.execute("SELECT 1 FROM experiments WHERE exp_id = ?", (exp_id,)).fetchone() is None:
+        raise LookupError(f"experiment {exp_id} is not registered")
+    con.execute("UPDATE experiments SET status = 'stopped' WHERE exp_id = ?", (exp_id,))
+    return release_id(exp_id, key)
 
 
 class LocalRegistry:
@@ -105,6 +121,16 @@ class LocalRegistry:
 
     async def stop_run(self, run_id: str, reason: str, idempotency_key: str) -> str:
         return await self.store.run(lambda con: _stop_run(con, run_id, reason, idempotency_key))
+
+    async def open_experiments(self) -> list[OpenExperiment]:
+        def work(con: sqlite3.Connection) -> list[OpenExperiment]:
+            rows = con.execute("SELECT exp_id, exp_key FROM experiments WHERE status = 'running' ORDER BY exp_key")
+            return [OpenExperiment(exp_id=str(r["exp_id"]), exp_key=str(r["exp_key"])) for r in rows]
+
+        return await self.store.read(work)
+
+    async def release(self, exp_id: str, reason: str, idempotency_key: str) -> str:
+        return await self.store.run(lambda con: _release(con, exp_id, reason, idempotency_key))
 
     async def running(self, domain: str) -> list[str]:
         """Keys of the experiments that count towards max_concurrent in `domain`."""

@@ -17,8 +17,9 @@ from psycopg import AsyncConnection
 from abrollout.contracts.tools import RegisterExperimentArgs
 from abrollout.ids import digest
 from abrollout.policy import cite
+from adapters.local_registry import release_id
 from adapters.postgres_metrics import Database, TableCheck
-from adapters.protocols import ConcurrencyRefused, Registered
+from adapters.protocols import ConcurrencyRefused, OpenExperiment, Registered
 
 EXPERIMENTS, RUNS = "abrollout_experiments", "abrollout_runs"
 SCHEMA = (
@@ -122,17 +123,38 @@ class PostgresRegistry:
         """The stop record's id. The run's row is locked first, so of two racing stops the second returns the
         first's receipt (a run stops once)."""
         async with self._db.pool.connection() as conn, conn.transaction():
-            row = await _one(conn, f"SELECT exp_id, stop_id FROM {RUNS} WHERE run_id = %s FOR UPDATE", run_id)
-            if row is None:
-                raise LookupError(f"run {run_id} does not exist")
-            exp_id, stop_id = row
-            if stop_id is not None:
-                return str(stop_id)
-            stop_id = f"STOP-{digest([run_id, idempotency_key], 10).upper()}"
-            await conn.execute(f"UPDATE {RUNS} SET stop_id = %s, stop_key = %s, stop_reason = %s WHERE run_id = %s",
-                               [stop_id, idempotency_key, reason, run_id])
+            return await _stop_run(conn, run_id, reason, idempotency_key)
+
+    async def open_experiments(self) -> list[OpenExperiment]:
+        async with self._db.pool.connection() as conn:
+            rows = await (await conn.execute(f"SELECT exp_id, exp_key FROM {EXPERIMENTS} WHERE status = 'running' "
+                                             "ORDER BY exp_key")).fetchall()
+        return [OpenExperiment(exp_id=str(exp_id), exp_key=str(exp_key)) for exp_id, exp_key in rows]
+
+    async def release(self, exp_id: str, reason: str, idempotency_key: str) -> str:
+        async with self._db.pool.connection() as conn, conn.transaction():
+            if await _one(conn, f"SELECT 1 FROM {EXPERIMENTS} WHERE exp_id = %s FOR UPDATE", exp_id) is None:
+                raise LookupError(f"experiment {exp_id} is not registered")
+            run_id = await _value(conn, f"SELECT run_id FROM {RUNS} WHERE exp_id = %s ORDER BY run_id DESC LIMIT 1",
+                                  exp_id)
+            if run_id is not None:
+                return await _stop_run(conn, str(run_id), reason, idempotency_key)
             await conn.execute(f"UPDATE {EXPERIMENTS} SET status = 'stopped' WHERE exp_id = %s", [exp_id])
-            return str(stop_id)
+            return release_id(exp_id, idempotency_key)
+
+
+async def _stop_run(conn: AsyncConnection[Any], run_id: str, reason: str, idempotency_key: str) -> str:
+    row = await _one(conn, f"SELECT exp_id, stop_id FROM {RUNS} WHERE run_id = %s FOR UPDATE", run_id)
+    if row is None:
+        raise LookupError(f"run {run_id} does not exist")
+    exp_id, stop_id = row
+    if stop_id is not None:
+        return str(stop_id)
+    stop_id = f"STOP-{digest([run_id, idempotency_key], 10).upper()}"
+    await conn.execute(f"UPDATE {RUNS} SET stop_id = %s, stop_key = %s, stop_reason = %s WHERE run_id = %s",
+                       [stop_id, idempotency_key, reason, run_id])
+    await conn.execute(f"UPDATE {EXPERIMENTS} SET status = 'stopped' WHERE exp_id = %s", [exp_id])
+    return str(stop_id)
 
 
 async def _one(conn: AsyncConnection[Any], query: str, param: str) -> tuple[Any, ...] | None:

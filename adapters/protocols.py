@@ -62,6 +62,14 @@ class Registered:
     args: RegisterExperimentArgs
 
 
+@dataclass(frozen=True)
+class OpenExperiment:
+    """A registered experiment that still counts towards max_concurrent."""
+
+    exp_id: str
+    exp_key: str
+
+
 class Registry(Protocol):
     name: str
 
@@ -77,6 +85,15 @@ class Registry(Protocol):
 
     async def stop_run(self, run_id: str, reason: str, idempotency_key: str) -> str:
         """The stop record's id; the experiment no longer counts towards max_concurrent."""
+        ...
+
+    async def open_experiments(self) -> list[OpenExperiment]:
+        """Every experiment not stopped yet, in any domain (what the safety net compares with Temporal)."""
+        ...
+
+    async def release(self, exp_id: str, reason: str, idempotency_key: str) -> str:
+        """Stop the experiment's open run, or the experiment itself if it never started one, freeing its slot; the
+        stop record's id (releasing again returns the first)."""
         ...
 
 

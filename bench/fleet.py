@@ -56,7 +56,7 @@ from abrollout.contracts.spec import ExperimentSpec
 from abrollout.contracts.tools import RegisterExperimentArgs
 from abrollout.spec_loader import check_raw
 from adapters.local_registry import LocalRegistry
-from adapters.protocols import Registered
+from adapters.protocols import OpenExperiment, Registered
 from bench.floor import NOOP_ACTIVITY, FloorInput, FloorWorkflow
 from cli import devserver
 from cli.worker_setup import build_worker
@@ -136,6 +136,12 @@ class TenantRegistry:
 
     async def running(self, domain: str) -> list[str]:
         return [key for store in self._all() for key in await store.running(domain)]
+
+    async def open_experiments(self) -> list[OpenExperiment]:
+        return [found for store in self._all() for found in await store.open_experiments()]
+
+    async def release(self, exp_id: str, reason: str, idempotency_key: str) -> str:
+        return await (await self._of_exp(exp_id)).release(exp_id, reason, idempotency_key)
 
 
 async def _serve(args: argparse.Namespace) -> int:

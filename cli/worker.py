@@ -8,17 +8,20 @@ import os
 import signal
 import sys
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from abrollout.safety_net import SweepInput
 from adapters.config import WorkerConfig, build_adapters, config_path, load_config, load_secrets
 from adapters.protocols import AdapterConfigError, Adapters
 from cli import logs
 from cli.connect import CONNECT_TIMEOUT_SECONDS
 from cli.exits import BAD_INPUT, RUNTIME_FAILURE
+from cli.safety_net import SCHEDULE_ID, ensure_schedule
 from cli.settings import Settings, settings
 from cli.worker_setup import build_worker
 
@@ -66,9 +69,14 @@ async def serve(s: Settings, metrics_address: str, config: WorkerConfig) -> int:
             log.error("adapter configuration", error=str(exc))
             return RUNTIME_FAILURE
         async with build_worker(client, adapters, task_queue=s.task_queue):
+            net = config.safety_net
+            await ensure_schedule(client, s.task_queue, timedelta(minutes=net.every_minutes),
+                                  SweepInput(stuck_after_seconds=max(1, round(net.stuck_after_minutes * 60))))
             log.info("worker started", address=s.address, namespace=s.namespace, task_queue=s.task_queue,
                      data_dir=str(s.data_dir), metrics=metrics_address if runtime else "off", pid=os.getpid(),
-                     adapters=describe(adapters), simulation=adapters.accelerated_clock_allowed)
+                     adapters=describe(adapters), simulation=adapters.accelerated_clock_allowed,
+                     safety_net=f"schedule {SCHEDULE_ID} every {net.every_minutes:g} min, stuck after "
+                     f"{net.stuck_after_minutes:g} min")
             await stop.wait()
             log.info("worker stopping: finishing activities in flight")
     log.info("worker stopped")

@@ -22,9 +22,8 @@ from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 from cli import devserver
-from workflows.experiment import ExperimentWorkflow
+from cli.worker_setup import WORKFLOWS
 
-WORKFLOWS = [ExperimentWorkflow]
 _saved = Path(tempfile.mkdtemp(prefix="abrollout-histories-"))
 _databases: list[Path] = []
 _exempt: dict[str, str] = {}
@@ -97,13 +96,27 @@ async def _replay(histories: Iterable[WorkflowHistory], outcome: Outcome) -> Non
 async def _from_database(db_file: Path, outcome: Outcome) -> None:
     server = devserver.start(db_file, devserver.free_port(), None)
     try:
-        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        client = await _connect(server.address)
         histories = [await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
                      async for wf in client.list_workflows()]
         await _replay(histories, outcome)
         outcome.servers += 1
+    except (RPCError, RuntimeError) as exc:  # the guard could not do its check: that fails the run too
+        outcome.failures.append(f"{db_file}: not replayed ({' '.join(str(exc).split())[:300]})")
     finally:
         server.stop()
+
+
+async def _connect(address: str, seconds: float = 60) -> Client:
+    """A client once the frontend is healthy: it accepts connections a moment before it answers."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            return await Client.connect(address, data_converter=pydantic_data_converter)
+        except RuntimeError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
 
 
 async def _replay_all() -> Outcome:
