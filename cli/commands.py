@@ -1,5 +1,6 @@
 """The starter commands that talk to Temporal: start, stop, promote, allocate, alert, status, report, list,
-watch, history. Refusals (policy, bad ids) exit 2 with the reason; an unreachable server exits 1."""
+watch, history. Refusals (policy, bad ids) exit 2 with the reason, whether an update was refused or the experiment's
+workflow failed with a PolicyRefusal; an unreachable server, a missing worker and any other failure exit 1."""
 
 from __future__ import annotations
 
@@ -12,22 +13,29 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, TerminatedError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import Report
 from abrollout.control import AlertRequest, AllocationChange, PromoteRequest, StopRequest
 from abrollout.problems import errors_only
 from cli import render
 from cli.connect import connect
 from cli.exits import BAD_INPUT, OK, RUNTIME_FAILURE, UserFacingError
-from cli.experiments import ExperimentHandle, start_experiment
+from cli.experiments import ExperimentHandle, registration, start_experiment
 from cli.history import receipt_trail
+from cli.safety_net import repair_of, repair_text
 from cli.settings import Settings, settings
 from cli.spec_input import load_checked_spec, refuse
 from workflows.experiment import ExperimentWorkflow, workflow_id
 
 POLL_SECONDS = 1.0
+SAFETY_NET_HINT = ("the safety net returns such an experiment's flag to control at its next sweep (every worker keeps "
+                   "its schedule); `python starter.py reconcile` runs one now")
+REGISTRATION_MARGIN_SECONDS = 30
+"""`start` waits for the registration this much longer than one tool call may take: room for a retry after a
+worker died mid-call (noticed within the heartbeat timeout) or a registry that answered an error once."""
 
 
 def experiment_id(text: str) -> str:
@@ -52,11 +60,38 @@ async def _report(handle: ExperimentHandle) -> Report:
     which needs no worker to answer."""
     if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
         return await handle.query(ExperimentWorkflow.report)
+    return await _result(handle)
+
+
+async def _result(handle: ExperimentHandle, ended: str = "ended without a decision") -> Report:
+    """The report a closed experiment returned; one that failed or was ended raises how (`ended` says what that
+    means to the caller)."""
     try:
         return await handle.result()
     except WorkflowFailureError as exc:
-        cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause or exc)
-        raise UserFacingError(f"error: {handle.id} ended without a report: {cause}", RUNTIME_FAILURE) from None
+        raise _failure(handle.id, ended, exc) from None
+
+
+def _failure(workflow_id: str, ended: str, exc: WorkflowFailureError) -> UserFacingError:
+    """A policy refusal (the workflow failed with a PolicyRefusal, e.g. at registration) exits 2 with its clause,
+    as a refused update does; anything else (a runtime failure, a termination, a timeout) exits 1."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.type == "PolicyRefusal":
+        return UserFacingError(f"refused: {workflow_id} {ended}: {cause.message.removeprefix('refused: ')}",
+                               BAD_INPUT)
+    if isinstance(cause, ApplicationError):
+        detail = cause.message
+    elif isinstance(cause, TerminatedError):
+        detail = f"terminated ({cause})"
+    else:
+        detail = str(cause or exc)
+    return UserFacingError(f"error: {workflow_id} {ended}: {detail}; {SAFETY_NET_HINT}", RUNTIME_FAILURE)
+
+
+async def _raise_if_ended_undecided(handle: ExperimentHandle) -> None:
+    """Raise how the experiment ended if its workflow closed without a decision; a running or decided one passes."""
+    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+        await _result(handle)
 
 
 async def _update(handle: ExperimentHandle, call: Callable[[], Awaitable[Report]]) -> Report:
@@ -73,15 +108,33 @@ async def _update(handle: ExperimentHandle, call: Callable[[], Awaitable[Report]
         raise
 
 
-async def _warn_without_worker(client: Client, s: Settings) -> None:
+async def _worker_polls(client: Client, s: Settings) -> bool:
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
     response = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(namespace=s.namespace, task_queue=TaskQueue(name=s.task_queue)))
-    if not response.pollers:
-        print(f"warning: no worker polls task queue '{s.task_queue}' yet; start one with `python worker.py`",
-              file=sys.stderr)
+    return bool(response.pollers)
+
+
+async def _registered(client: Client, handle: ExperimentHandle, s: Settings, timeout_seconds: float) -> str:
+    """The exp id the registry gave the experiment. Without a worker nothing registers it, so the wait is bounded
+    and says why it ended: a script never blocks on a missing worker, and the experiment stays queued for one."""
+    if not await _worker_polls(client, s):
+        print(f"warning: no worker polls task queue '{s.task_queue}' yet; start one with `python worker.py` "
+              f"(waiting up to {timeout_seconds:g} s for one to register {handle.id})", file=sys.stderr)
+    exp_id = await registration(client, handle, timeout_seconds)
+    if exp_id is not None:
+        return exp_id
+    if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+        await _result(handle, "was not started")  # it closed before registering, so it failed or was ended: raises
+    why = (f"a worker polled task queue '{s.task_queue}' lately, so the call is being retried (a slow or failing "
+           "registry, or a worker that died)" if await _worker_polls(client, s)
+           else f"no worker polls task queue '{s.task_queue}'")
+    raise UserFacingError(
+        f"error: {handle.id} is not registered after {timeout_seconds:g} s: {why}. It stays queued and goes on "
+        f"once a worker picks it up; follow it with `python starter.py watch {handle.id}`, or see "
+        f"{s.workflow_url(handle.id, handle.result_run_id)}", RUNTIME_FAILURE)
 
 
 async def cmd_start(args: argparse.Namespace, s: Settings) -> int:
@@ -95,9 +148,9 @@ async def cmd_start(args: argparse.Namespace, s: Settings) -> int:
         raise UserFacingError(f"error: an experiment named '{check.spec.name}' already exists "
                               f"({workflow_id(check.spec.name or '')}); fix: give the spec a new `name`",
                               BAD_INPUT) from None
-    print(f"started {handle.id} (run {handle.result_run_id})")
+    exp_id = await _registered(client, handle, s, args.tool_timeout + REGISTRATION_MARGIN_SECONDS)
+    print(f"started {handle.id} (run {handle.result_run_id}), registered as {exp_id}")
     print(f"  Temporal UI: {s.workflow_url(handle.id, handle.result_run_id)}")
-    await _warn_without_worker(client, s)
     if args.wait:
         return await follow(handle, quiet_checks=True)
     print(f"  next: python starter.py watch {handle.id}")
@@ -139,15 +192,40 @@ async def cmd_allocate(args: argparse.Namespace, s: Settings) -> int:
 
 async def cmd_alert(args: argparse.Namespace, s: Settings) -> int:
     handle = await _existing(await connect(s), args.id)
-    await handle.signal(ExperimentWorkflow.alert, AlertRequest(source="cli", reason=args.reason))
-    print(f"alert sent to {handle.id}: an immediate guardrail check runs")
+    try:
+        await handle.signal(ExperimentWorkflow.alert, AlertRequest(source="cli", reason=args.reason))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # the workflow exists (checked above), so it has closed
+            raise UserFacingError(f"refused: {handle.id} is no longer running; nothing to check", BAD_INPUT) from None
+        raise
+    print(f"alert sent to {handle.id}: a guardrail check runs now (or after the cool-down of the last alert check)")
     return OK
 
 
 async def cmd_status(args: argparse.Namespace, s: Settings) -> int:
-    handle = await _existing(await connect(s), args.id)
+    """The live or final status; for an experiment the safety net took over, what it found and did (exit 1 if it
+    could not return the flag to control), and for one whose workflow task keeps failing, that it is stuck."""
+    client = await connect(s)
+    handle = await _existing(client, args.id)
+    repair = await repair_of(client, handle.id)
+    if repair is not None:
+        print(repair_text(repair))
+        return OK if repair.returned_to_control else RUNTIME_FAILURE
+    stuck = await _stuck(handle)
+    if stuck is not None:
+        raise UserFacingError(f"error: {handle.id} is stuck: {stuck}; {SAFETY_NET_HINT}", RUNTIME_FAILURE)
     print(render.status_text(await _report(handle)))
     return OK
+
+
+async def _stuck(handle: ExperimentHandle) -> str | None:
+    """How a running experiment's workflow task keeps failing (queries to it fail too), or None."""
+    raw = (await handle.describe()).raw_description
+    if not raw.HasField("pending_workflow_task") or raw.pending_workflow_task.attempt <= 1:
+        return None
+    task = raw.pending_workflow_task
+    return (f"its workflow task has failed {task.attempt - 1} times since "
+            f"{task.original_scheduled_time.ToDatetime():%Y-%m-%d %H:%M:%S} UTC (a code or deploy fault)")
 
 
 async def cmd_report(args: argparse.Namespace, s: Settings) -> int:
@@ -174,24 +252,30 @@ def _open_dashboard(report: Report, data_dir: Path) -> None:
     print(f"dashboard: {page.resolve()}", file=sys.stderr)
 
 
+def _list_query(state: str | None, domain: str | None) -> str:
+    """Each experiment once (its latest run, not the runs it continued as new from). ExperimentState keeps its last
+    value when a workflow fails or is terminated, so `running` also asks Temporal that the workflow still runs."""
+    query = ["WorkflowType = 'ExperimentWorkflow'", "ExecutionStatus != 'ContinuedAsNew'"]
+    if state:
+        query.append(f"ExperimentState = '{state}'")
+    if state == DecisionState.running:
+        query.append("ExecutionStatus = 'Running'")
+    if domain:
+        query.append(f"ExperimentDomain = '{domain}'")
+    return " AND ".join(query)
+
+
 async def cmd_list(args: argparse.Namespace, s: Settings) -> int:
     client = await connect(s)
-    query = ["WorkflowType = 'ExperimentWorkflow'"]
-    if args.state:
-        query.append(f"ExperimentState = '{args.state}'")
-    if args.domain:
-        query.append(f"ExperimentDomain = '{args.domain}'")
     rows = []
-    async for wf in client.list_workflows(" AND ".join(query)):
+    async for wf in client.list_workflows(_list_query(args.state, args.domain)):
         attrs = {key: (values[0] if isinstance(values, list) and values else values)
                  for key, values in wf.search_attributes.items()}
-        rows.append((wf.id, str(attrs.get("ExperimentState", "?")), str(attrs.get("ExperimentDomain", "?")),
-                     str(attrs.get("PrimaryMetric", "?")), wf.status.name.lower() if wf.status else "?",
-                     wf.start_time.strftime("%Y-%m-%d %H:%M:%S")))
-    header = ("workflow id", "state", "domain", "primary metric", "status", "started (UTC)")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        rows.append(render.ListedExperiment(
+            workflow_id=wf.id, state=str(attrs.get("ExperimentState", "?")), status=wf.status,
+            domain=str(attrs.get("ExperimentDomain", "?")), primary_metric=str(attrs.get("PrimaryMetric", "?")),
+            started=wf.start_time))
+    print(render.experiment_table(rows))
     return OK
 
 
@@ -200,6 +284,7 @@ async def cmd_history(args: argparse.Namespace, s: Settings) -> int:
     handle = await _existing(client, args.id)
     for item in await receipt_trail(client, handle.id):
         print(render.receipt_line(item.receipt, item.event_id))
+    await _raise_if_ended_undecided(handle)
     return OK
 
 
@@ -225,17 +310,18 @@ async def follow(handle: ExperimentHandle, quiet_checks: bool) -> int:
                 flush=True)
         status = (await handle.describe()).status
         if status != WorkflowExecutionStatus.RUNNING:
-            return await _final(handle, status)
+            return await _final(handle)
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def _final(handle: ExperimentHandle, status: WorkflowExecutionStatus | None) -> int:
+async def _final(handle: ExperimentHandle) -> int:
+    """The report once the experiment ended, or how it ended without one, as the exit code (the demo prints what
+    to try next either way)."""
     try:
-        report = await handle.result(follow_runs=True)
-    except WorkflowFailureError as exc:
-        cause = exc.cause.message if isinstance(exc.cause, ApplicationError) else str(exc.cause or exc)
-        print(f"{handle.id} ended without a decision: {cause}", file=sys.stderr)
-        return BAD_INPUT if "refused" in cause else RUNTIME_FAILURE
+        report = await _result(handle)
+    except UserFacingError as exc:
+        print(exc.message, file=sys.stderr)
+        return exc.code
     print()
     print(render.report_text(report))
     return OK

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
@@ -32,7 +33,7 @@ class DevServer:
         stop_process(self.process)
 
 
-def stop_process(process: subprocess.Popen[bytes], grace_seconds: float = 10) -> None:
+def stop_process(process: subprocess.Popen[Any], grace_seconds: float = 10) -> None:
     """Stop a server we started, by its own pid: SIGTERM, then SIGKILL if it has not exited in time."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import NoReturn
@@ -23,7 +24,9 @@ class UserFacingError(Exception):
 def exit_process(code: int) -> NoReturn:
     """Flush and leave without interpreter teardown. The Temporal client's Rust threads can outlive the event
     loop and abort CPython's finalisation ("PyGILState_Release ... finalizing", temporalio/sdk-python#300), which
-    would turn a successful command into exit -6; everything is done and flushed when this runs."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    would turn a successful command into exit -6; everything is done and flushed when this runs. A reader that left
+    (`starter.py list | head -1`) is no failure: what it did not read is dropped, silently."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BrokenPipeError):
+            stream.flush()
     os._exit(code)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -12,6 +16,7 @@ from temporalio.common import (
 
 from abrollout.contracts.report import Report
 from abrollout.contracts.spec import ExperimentSpec
+from abrollout.contracts.tools import ToolReceipt
 from workflows.experiment import ExperimentInput, ExperimentWorkflow, workflow_id
 from workflows.search_attributes import EXPERIMENT_DOMAIN, EXPERIMENT_STATE, PRIMARY_METRIC
 
@@ -38,3 +43,19 @@ async def start_experiment(client: Client, spec: ExperimentSpec, task_queue: str
         static_summary=f"{spec.domain.value} experiment {spec.name}: {spec.primary_metric.name}, "
                        f"MDE {spec.mde.describe()}"[:200],
         static_details=spec.hypothesis or "")
+
+
+async def registration(client: Client, handle: ExperimentHandle, timeout_seconds: float) -> str | None:
+    """The registry's exp id from the ok `register` receipt, as soon as the history holds it; None when the workflow
+    closed without one (its result says why) or `timeout_seconds` passed. It reads the history, which the server
+    answers by itself, so a worker that died right after registering does not hide the registration."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_seconds):
+            async for event in handle.fetch_history_events(wait_new_event=True):
+                if event.event_type != EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+                    continue
+                payloads = event.activity_task_completed_event_attributes.result.payloads
+                receipt: ToolReceipt = (await client.data_converter.decode(payloads, [ToolReceipt]))[0]
+                if receipt.step == "register" and receipt.ok:
+                    return receipt.ref
+    return None

@@ -1,4 +1,5 @@
-"""`starter.py`: one CLI, conventional exits (0 ok, 1 runtime failure, 2 bad input), `--help` everywhere."""
+"""`starter.py`: one CLI, conventional exits (0 ok, 1 runtime failure, 2 bad input or a policy refusal), `--help`
+everywhere."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import Report
 from abrollout.contracts.spec import Domain, ExperimentSpec
 from abrollout.problems import errors_only
-from cli import alert_receiver, commands, render
+from cli import alert_receiver, commands, render, safety_net
 from cli.exits import OK, UserFacingError
 from cli.spec_input import load_checked_spec, refuse
 
+EXIT_CODES = ("exit codes: 0 ok; 1 runtime failure (Temporal unreachable, no worker to register a started "
+              "experiment, an experiment that failed or was terminated); 2 bad input or a policy refusal (the clause "
+              "is printed), including an experiment refused at registration")
 SCHEMAS: dict[str, Callable[[], dict[str, object]]] = {
     "spec": ExperimentSpec.model_json_schema,
     "report": Report.model_json_schema,
@@ -52,7 +56,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="starter.py", description="abrollout: run A/B experiments as durable "
-                                     "Temporal workflows with guardrails, receipts and instant rollback.")
+                                     "Temporal workflows with guardrails, receipts and instant rollback.",
+                                     epilog=EXIT_CODES)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = sub.add_parser("validate", help="check a spec against exp_policy.v5 and print the plan",
@@ -71,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _temporal(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, handler: commands.Handler,
-              help_text: str, takes_id: bool = True) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help_text, description=help_text)
+              help_text: str, takes_id: bool = True, description: str | None = None) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=description or help_text)
     if takes_id:
         parser.add_argument("id", metavar="ID", help="the workflow id exp-<name>, or the bare experiment name")
     commands.add_connection_flags(parser)
@@ -81,8 +86,14 @@ def _temporal(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: st
 
 
 def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    start = _temporal(sub, "start", commands.cmd_start, "validate SPEC and start its experiment workflow",
-                      takes_id=False)
+    start = _temporal(sub, "start", commands.cmd_start, "validate SPEC, start its experiment workflow and wait "
+                      "until the experiment is registered", takes_id=False,
+                      description="Validate SPEC, start its experiment workflow and wait until the registry has "
+                      "registered it; print the workflow id, run id, exp id and UI link. A refusal at registration "
+                      "(e.g. max_concurrent, concurrency.1) exits 2 with the clause and leaves nothing running. "
+                      "Without a worker on the task queue it waits at most --tool-timeout plus "
+                      f"{commands.REGISTRATION_MARGIN_SECONDS} s, then exits 1 saying so; the experiment stays "
+                      "queued and goes on once a worker picks it up.")
     start.add_argument("spec", metavar="SPEC", help="path of a YAML or JSON spec")
     start.add_argument("--wait", action="store_true", help="follow the experiment until its decision")
     start.add_argument("--tool-timeout", type=int, default=60, metavar="SECONDS",
@@ -122,14 +133,28 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     report.add_argument("--open", action="store_true", help="open the latest dashboard snapshot")
     report.add_argument("--data-dir", help="the worker's data directory (env ABROLLOUT_DATA_DIR, default .abrollout)")
 
-    listing = _temporal(sub, "list", commands.cmd_list, "experiments, by search attributes", takes_id=False)
-    listing.add_argument("--state", choices=[s.value for s in DecisionState], help="ExperimentState to match")
+    listing = _temporal(sub, "list", commands.cmd_list, "experiments, by search attributes", takes_id=False,
+                        description="Experiments, one row each. `state` is the decision state: "
+                        "running, or the decision (promote, rollback, guardrail_stop, inconclusive); "
+                        f"`{render.NO_DECISION}` means its workflow ended before deciding (status failed, e.g. "
+                        "refused at registration; terminated; timed out; canceled): no guardrail watches it any "
+                        "more, and a flag change it made stays as it was (see `history ID`). "
+                        "`status` is Temporal's execution status of the workflow: running, completed, failed, "
+                        "terminated, timed out or canceled.")
+    listing.add_argument("--state", choices=[s.value for s in DecisionState],
+                         help="ExperimentState to match; running lists only workflows that still run")
     listing.add_argument("--domain", choices=[d.value for d in Domain], help="ExperimentDomain to match")
 
     watch = _temporal(sub, "watch", commands.cmd_watch, "follow an experiment live until its decision")
     watch.add_argument("--quiet", action="store_true", help="do not print every ok CheckMetrics receipt")
 
     _temporal(sub, "history", commands.cmd_history, "the receipt trail from the workflow history, with event ids")
+
+    reconcile = _temporal(sub, "reconcile", safety_net.cmd_reconcile, "run one safety-net sweep now: every "
+                          "registered experiment whose workflow was terminated, failed, timed out or is stuck gets "
+                          "its flag returned to control, its registry slot released and a critical ticket (workers "
+                          "also run this on a schedule)", takes_id=False)
+    safety_net.add_arguments(reconcile)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,6 +169,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # e.g. `starter.py history ID | head`: the reader left, which is fine
-        sys.stderr.close()
-        return OK
+    except BrokenPipeError:  # e.g. `starter.py history ID | head -1`: the reader left, which is fine
+        return OK  # exit_process drops what it did not read

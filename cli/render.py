@@ -1,12 +1,16 @@
-"""Text people read in a terminal: the normalised spec, the plan, problems."""
+"""Text people read in a terminal: the normalised spec, the plan, problems, reports and the experiment list."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import yaml
+from temporalio.client import WorkflowExecutionStatus
 
-from abrollout.contracts.records import Checkpoint, ReceiptRecord
+from abrollout.contracts.records import Checkpoint, DecisionState, ReceiptRecord
 from abrollout.contracts.report import Report
 from abrollout.contracts.spec import ExperimentSpec
 from abrollout.contracts.tools import ToolReceipt
@@ -20,15 +24,55 @@ def spec_yaml(spec: ExperimentSpec) -> str:
                           width=110)
 
 
+def _aligned(rows: Sequence[Sequence[str]], rule: bool = False) -> str:
+    """Rows as left-aligned columns, the first row a header (with a rule below it if asked)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    if rule:
+        lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def plan_table(plan: ExperimentPlan) -> str:
     rows = [("step", "tool", "preconditions", "idempotency key")]
     for proposal in [*plan.setup, *plan.ramp_steps]:
         rows.append((proposal.step, proposal.name, ", ".join(proposal.preconditions) or "-",
                      proposal.idempotency_key))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return _aligned(rows, rule=True)
+
+
+NO_DECISION = "no decision"
+"""What `list` shows for an experiment whose workflow closed (failed, e.g. refused at registration; terminated;
+timed out; canceled) while its ExperimentState still said running: it ended before deciding anything."""
+
+
+@dataclass(frozen=True)
+class ListedExperiment:
+    workflow_id: str
+    state: str
+    status: WorkflowExecutionStatus | None
+    domain: str
+    primary_metric: str
+    started: datetime
+
+
+def listed_state(state: str, status: WorkflowExecutionStatus | None) -> str:
+    """The decision state, unless the workflow is gone while the state still says running (Temporal keeps a search
+    attribute's last value when a workflow fails or is terminated)."""
+    if state == DecisionState.running and status not in (WorkflowExecutionStatus.RUNNING, None):
+        return NO_DECISION
+    return state
+
+
+def execution_status(status: WorkflowExecutionStatus | None) -> str:
+    return status.name.lower().replace("_", " ") if status else "?"
+
+
+def experiment_table(experiments: Sequence[ListedExperiment]) -> str:
+    rows = [("workflow id", "state", "status", "domain", "primary metric", "started (UTC)")]
+    rows += [(e.workflow_id, listed_state(e.state, e.status), execution_status(e.status), e.domain,
+              e.primary_metric, e.started.strftime("%Y-%m-%d %H:%M:%S")) for e in experiments]
+    return _aligned(rows)
 
 
 def schedule_line(plan: ExperimentPlan) -> str:

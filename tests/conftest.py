@@ -43,7 +43,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     lines = [outcome.line(), *(f"  NONDETERMINISTIC {failure}" for failure in outcome.failures)]
     if reporter is not None:
-        reporter.ensure_newline()
+        reporter.write("\n")
         for line in lines:
             reporter.write_line(line, red=bool(outcome.failures))
     if outcome.failures:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,10 +21,10 @@ from tests.test_cli_validate import ROOT, run_cli
 GOLDEN = ROOT / "examples" / "golden"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A dev server on free loopback ports and a worker.py process, both stopped by pid afterwards."""
-    tmp = tmp_path_factory.mktemp("cli-server")
+@contextmanager
+def running_stack(tmp: Path) -> Iterator[dict[str, str]]:
+    """A dev server on free loopback ports and a worker.py process, both stopped by pid afterwards; yields the
+    environment that points starter.py at them."""
     server = dev_server(tmp / "temporal.sqlite", log_file=tmp / "temporal.log")
     env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "ABROLLOUT_DATA_DIR": str(tmp / "data"),
            "ABROLLOUT_TASK_QUEUE": "cli-test", "ABROLLOUT_METRICS": f"127.0.0.1:{devserver.free_port()}"}
@@ -31,7 +32,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         worker = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, stdout=log, stderr=log,
                                   cwd=ROOT)
     try:
-        _wait_for(lambda: b"worker started" in (tmp / "worker.log").read_bytes(), "the worker to start")
+        wait_for(lambda: b"worker started" in (tmp / "worker.log").read_bytes(), "the worker to start")
         yield env
     finally:
         worker.terminate()
@@ -40,7 +41,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     assert b"worker stopped" in (tmp / "worker.log").read_bytes(), "SIGTERM must stop the worker gracefully"
 
 
-def _wait_for(condition: object, what: str, timeout: float = 30) -> None:
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    with running_stack(tmp_path_factory.mktemp("cli-server")) as env:
+        yield env
+
+
+def wait_for(condition: object, what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():  # type: ignore[operator]
@@ -65,7 +72,8 @@ def test_start_status_stop_report(stack: dict[str, str]) -> None:
     started = cli(stack, "start", str(GOLDEN / "steady.yaml"))
     assert started.returncode == 0, started.stderr
     assert "started exp-golden-steady" in started.stdout and "/workflows/exp-golden-steady/" in started.stdout
-    _wait_for(lambda: "receipts: 5 tool calls" in cli(stack, "status", "golden-steady").stdout, "the set-up")
+    assert "registered as EXP-" in started.stdout, "start answers once the registry has registered it"
+    wait_for(lambda: "receipts: 5 tool calls" in cli(stack, "status", "golden-steady").stdout, "the set-up")
     status = cli(stack, "status", "exp-golden-steady")
     assert status.returncode == 0 and "golden-steady: running" in status.stdout
     stopped = cli(stack, "stop", "golden-steady", "--reason", "CLI test")
@@ -95,7 +103,7 @@ def test_a_refused_split_change_exits_2_naming_the_clause_and_writes_nothing(sta
     renamed = Path(stack["ABROLLOUT_DATA_DIR"]).parent / "refused.yaml"
     renamed.write_text(spec.read_text().replace("name: golden-steady", "name: cli-refused"))
     assert cli(stack, "start", str(renamed)).returncode == 0
-    _wait_for(lambda: "receipts: 5 tool calls" in cli(stack, "status", "cli-refused").stdout, "the set-up")
+    wait_for(lambda: "receipts: 5 tool calls" in cli(stack, "status", "cli-refused").stdout, "the set-up")
     before = _events(stack, "exp-cli-refused")
     refused = cli(stack, "allocate", "cli-refused", "--split", "control=70,treatment=30")
     assert refused.returncode == 2

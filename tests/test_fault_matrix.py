@@ -23,6 +23,7 @@ import yaml
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client
 
+from cli import devserver
 from tests.temporal_env import dev_server
 from tests.test_cli_validate import ROOT
 
@@ -49,13 +50,15 @@ def _spec(tmp: Path, scenario: str) -> Path:
 
 
 class Run:
-    """One experiment on its own dev server and data directory, so every case has the same names and ids."""
+    """One experiment on its own dev server and data directory, so every case has the same names and ids. `close`
+    stops every process it started, whatever the test's outcome."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.server = dev_server(tmp / "temporal.sqlite")
         self.env = {**os.environ, "TEMPORAL_ADDRESS": self.server.address, "ABROLLOUT_DATA_DIR": str(tmp / "data"),
                     "ABROLLOUT_METRICS": "off", "ABROLLOUT_TASK_QUEUE": "faults"}
+        self.processes: list[subprocess.Popen[Any]] = []
 
     def worker(self, name: str, faults: str | None = None) -> subprocess.Popen[bytes]:
         """A worker.py process; `faults` is the TOML of its `[faults]` tables."""
@@ -68,6 +71,7 @@ class Run:
         with open(log, "wb") as out:
             process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, stdout=out, stderr=out,
                                        cwd=ROOT)
+        self.processes.append(process)
         deadline = time.monotonic() + 60
         while b"worker started" not in log.read_bytes():
             assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")
@@ -77,6 +81,13 @@ class Run:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, str(ROOT / "starter.py"), *args], capture_output=True, text=True,
                               cwd=ROOT, env=self.env, timeout=300)
+
+    def starter(self, *args: str) -> subprocess.Popen[str]:
+        """starter.py running in the background, its output piped."""
+        process = subprocess.Popen([sys.executable, str(ROOT / "starter.py"), *args], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, cwd=ROOT, env=self.env)
+        self.processes.append(process)
+        return process
 
     def report(self, name: str) -> dict[str, Any]:
         result = self.cli("report", name, "--json")
@@ -99,6 +110,8 @@ class Run:
         return counts
 
     def close(self) -> None:
+        for process in self.processes:
+            devserver.stop_process(process)
         self.server.stop()
 
 
@@ -107,11 +120,14 @@ def _run(tmp: Path, scenario: str, kill: str | None,
     run = Run(tmp)
     try:
         first = run.worker("first", f'[faults]\nkill = "{kill}"\n' if kill else faults)
-        started = run.cli("start", str(_spec(tmp, scenario)), "--tool-timeout", str(TOOL_TIMEOUT))
-        assert started.returncode == 0, started.stderr
+        # `start` returns once the experiment is registered: when the worker dies at registration, that is the
+        # replacement's doing, so it runs beside the kill and the new worker.
+        starting = run.starter("start", str(_spec(tmp, scenario)), "--tool-timeout", str(TOOL_TIMEOUT))
         if kill:
             assert first.wait(timeout=120) == -9, f"the worker must die at {kill}"
             first = run.worker("replacement")
+        _, errors = starting.communicate(timeout=300)
+        assert starting.returncode == 0, errors
         finished = run.cli("watch", f"fault-{scenario}", "--quiet")
         assert finished.returncode == 0, finished.stderr
         first.terminate()

@@ -197,6 +197,32 @@ def test_a_worker_killed_during_allocate_traffic_leaves_one_strategy_change(real
     assert real.strategy_events_for("real-crash", allocate[0]["idempotency_key"]) == 1
 
 
+def test_a_terminated_experiment_is_returned_to_control_in_unleash_by_the_safety_net(real: RealStack) -> None:
+    """Termination runs no workflow code: the flag keeps serving treatment until the safety net's sweep returns it
+    to control through Unleash (read back), releases the PostgreSQL registry slot and opens a critical ticket."""
+    spec = real.spec("steady", "real-terminated")
+    raw = yaml.safe_load(spec.read_text())
+    spec.write_text(yaml.safe_dump({**raw, "schedule": {"hour_seconds": 3600}}))  # no check during the test
+    assert real.cli("start", str(spec), queue="real").returncode == 0
+    deadline = time.monotonic() + 120
+    while sorted(real.flag_variants("real-terminated")) != ["control", "treatment"]:
+        assert time.monotonic() < deadline, "traffic not allocated within 120 s"
+        time.sleep(0.2)
+    subprocess.run([str(devserver.TEMPORAL), "workflow", "terminate", "--address", real.env["TEMPORAL_ADDRESS"],
+                    "-w", "exp-real-terminated", "--reason", "oops"], check=True, capture_output=True, timeout=60)
+    assert sorted(real.flag_variants("real-terminated")) == ["control", "treatment"], "nothing ran on termination"
+    swept = real.cli("reconcile", queue="real")
+    assert swept.returncode == 0, swept.stderr
+    assert "real-terminated: terminated; the safety net returned the flag to control (change unleash-event-" \
+        in swept.stdout, swept.stdout
+    assert real.flag_variants("real-terminated") == ["control"]
+    status = real.postgres.psql("SELECT status FROM abrollout_experiments WHERE exp_key = 'real-terminated'",
+                                "warehouse")
+    assert status.strip() == "stopped", "the registry slot is released"
+    shown = real.cli("status", "real-terminated", queue="real")
+    assert shown.returncode == 0 and "the safety net returned the flag to control" in shown.stdout, shown
+
+
 def test_no_secret_appears_in_any_history_report_dashboard_or_log(real: RealStack) -> None:
     """After the scenarios above ran: the Unleash token and the DSN password occur nowhere a person can read."""
     secrets = {real.unleash.token.split(".", 1)[1], DSN_PASSWORD}
