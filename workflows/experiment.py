@@ -367,11 +367,12 @@ class ExperimentWorkflow:
             self.s.commands.clear()
 
     async def _alert_check(self) -> None:
+        """The cool-down runs from the check's start: alerts arriving while it runs wait for its end too."""
+        if self._timed:
+            self._cool_down = asyncio.create_task(self._after_cool_down())
         index = len(self.s.checkpoints)
         at = int(self._experiment_seconds())
         await self._check(at, "guardrail", index, step=f"check-alert-{index}", scheduled=not self._timed)
-        if self._timed:
-            self._cool_down = asyncio.create_task(self._after_cool_down())
 
     async def _after_cool_down(self) -> None:
         await workflow.sleep(ALERT_CHECK_MIN_INTERVAL, summary="alert cool-down")
