@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from abrollout.control import (
         AlertRequest,
         AllocationChange,
+        Control,
         PromoteRequest,
         Refused,
         StopRequest,
@@ -115,29 +116,21 @@ class ExperimentWorkflow:
     # ---- signals: fire and forget (UI, CLI, webhooks); any payload is read, unusable ones logged and dropped ----
     @workflow.signal(description='Stop the run and roll back to control: {"reason": "..."} (empty: no reason).')
     def stop(self, *args: object) -> None:
-        request = read("stop", StopRequest, args)
-        if isinstance(request, str):
-            self._ignore(request)
-            return
-        self._enqueue_if_allowed(lambda: check_stop(self.s, request),
-                                 Command(kind="stop", reason=request.reason, source="signal"))
+        if (request := self._read("stop", StopRequest, args)) is not None:
+            self._enqueue_if_allowed(lambda: check_stop(self.s, request),
+                                     Command(kind="stop", reason=request.reason, source="signal"))
 
     @workflow.signal(description='Promote an arm: {"variant": "treatment", "reason": "..."}.')
     def promote(self, *args: object) -> None:
-        request = read("promote", PromoteRequest, args)
-        if isinstance(request, str):
-            self._ignore(request)
-            return
-        self._enqueue_if_allowed(lambda: check_promote(self.s, request),
-                                 Command(kind="promote", arm=request.variant, reason=request.reason,
-                                         source="signal"))
+        if (request := self._read("promote", PromoteRequest, args)) is not None:
+            self._enqueue_if_allowed(lambda: check_promote(self.s, request),
+                                     Command(kind="promote", arm=request.variant, reason=request.reason,
+                                             source="signal"))
 
     @workflow.signal(description='Run a guardrail check now: {"reason": "...", "source": "..."} (empty is fine).')
     def alert(self, *args: object) -> None:
         """At most one alert check is pending, and one more may wait out the cool-down after the last."""
-        request = read("alert", AlertRequest, args)
-        if isinstance(request, str):
-            self._ignore(request)
+        if (request := self._read("alert", AlertRequest, args)) is None:
             return
         waiting = self.s.commands[1:] if self._handling else self.s.commands
         pending = self.s.alert_pending or any(c.kind == "alert" for c in waiting)
@@ -342,6 +335,14 @@ class ExperimentWorkflow:
                 c.model_copy(update={"reason": "", "source": ""}) for c in self.s.commands):
             self.s.commands.append(command)
 
+    def _read(self, signal: str, model: type[C], args: tuple[object, ...]) -> C | None:
+        """The signal's request, or None after dropping it with the reason counted and logged."""
+        request = read(signal, model, args)
+        if isinstance(request, str):
+            self._ignore(request)
+            return None
+        return request
+
     def _ignore(self, why: str) -> None:
         self.s.ignored_signals += 1
         self.s.last_ignored = why
@@ -493,6 +494,7 @@ class ExperimentWorkflow:
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+C = TypeVar("C", bound="Control")
 
 
 def _given(request: object, model: type[M]) -> M:
