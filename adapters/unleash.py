@@ -134,6 +134,7 @@ class UnleashFlags:
         self.project = project
         self.environment = environment
         self._secrets = (token, *url_secrets(self.url))
+        self._where = quote(self.url, self._secrets)  # the URL as messages name it: credentials in it masked
         self._client = httpx.AsyncClient(base_url=self.url, headers={"Authorization": token}, timeout=timeout,
                                          transport=transport)
 
@@ -146,16 +147,16 @@ class UnleashFlags:
             projects = await self._client.get("/api/admin/projects")
             environments = await self._client.get(f"/api/admin/environments/project/{self.project}")
         except httpx.HTTPError as exc:
-            raise AdapterConfigError(f"Unleash at {self.url} is unreachable ({type(exc).__name__}): "
+            raise AdapterConfigError(f"Unleash at {self._where} is unreachable ({type(exc).__name__}): "
                                      "check [unleash] url") from None
         if projects.status_code in (401, 403):
-            raise AdapterConfigError(f"Unleash at {self.url} refused the token (HTTP {projects.status_code}): "
+            raise AdapterConfigError(f"Unleash at {self._where} refused the token (HTTP {projects.status_code}): "
                                      "UNLEASH_TOKEN must be an admin API token")
         if projects.status_code != 200 or environments.status_code != 200:
-            raise AdapterConfigError(f"Unleash at {self.url} answered HTTP {projects.status_code} to an admin "
+            raise AdapterConfigError(f"Unleash at {self._where} answered HTTP {projects.status_code} to an admin "
                                      "request: is [unleash] url an Unleash server?")
         if self.project not in {p["id"] for p in projects.json()["projects"]}:
-            raise AdapterConfigError(f"Unleash project {self.project!r} does not exist at {self.url}: "
+            raise AdapterConfigError(f"Unleash project {self.project!r} does not exist at {self._where}: "
                                      "check [unleash] project")
         visible = {e["name"] for e in environments.json()["environments"] if e.get("visible") and e.get("enabled")}
         if self.environment not in visible:
@@ -238,7 +239,8 @@ class UnleashFlags:
         try:
             return await self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise UnleashError(f"Unleash at {self.url} did not answer {method} {path} ({type(exc).__name__})") from None
+            raise UnleashError(f"Unleash at {self._where} did not answer {method} {path} "
+                               f"({type(exc).__name__})") from None
 
     def _raise_for(self, response: httpx.Response, doing: str) -> None:
         if response.is_success:

@@ -41,6 +41,9 @@ def read_spec_file(path: str) -> dict[str, Any]:
         return parse_text(file.read_text(encoding="utf-8"), path)
     except UnicodeDecodeError:
         raise UserFacingError(f"error: {path} is not UTF-8 text; fix: save the spec as UTF-8") from None
+    except OSError as exc:  # unreadable: permissions, a directory that vanished, an I/O error
+        raise UserFacingError(f"error: cannot read {path} ({exc.strerror or type(exc).__name__}); fix: check the "
+                              "file's permissions") from None
     except SpecSyntaxError as exc:
         raise UserFacingError(f"error: {exc}") from None
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from abrollout.spec_loader import validate_raw
-from cli.spec_input import ask_once
+from cli.exits import UserFacingError
+from cli.spec_input import ask_once, read_spec_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -116,3 +117,17 @@ def test_schema_prints_json_schema(which: str) -> None:
 def test_usage_errors_exit_2() -> None:
     assert run_cli("schema", "nope").returncode == 2
     assert run_cli().returncode == 2
+
+
+def test_an_unreadable_spec_file_is_one_line_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("domain: ui\n")
+
+    def denied(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(UserFacingError) as caught:
+        read_spec_file(str(spec))
+    assert caught.value.code == 2 and caught.value.message.count("\n") == 0
+    assert "cannot read" in caught.value.message and "Permission denied" in caught.value.message

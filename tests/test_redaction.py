@@ -27,7 +27,7 @@ from adapters.local_tickets import LocalTickets
 from adapters.postgres_metrics import Database
 from adapters.prometheus import PrometheusGuardrails, PrometheusQueryError
 from adapters.prometheus_remote_write import RemoteWriteError, Sample, remote_write
-from adapters.protocols import Adapters
+from adapters.protocols import AdapterConfigError, Adapters
 from adapters.redaction import MASK, quote, url_secrets
 from adapters.tickets_http import GitHubIssues, TicketError, TicketRefused, WebhookTickets
 from adapters.unleash import UnleashError, UnleashFlags
@@ -116,6 +116,18 @@ async def test_unleash_errors_never_carry_the_token_wherever_the_body_puts_it() 
             await flags.create_flag("abr.leak-test", "", KEY)
         assert str(raised.value).startswith("Unleash refused to search the event log of abr.leak-test: HTTP 500 ")
         assert not leaked(str(raised.value), UNLEASH_TOKEN), offset
+    await flags.aclose()
+
+
+async def test_unleash_messages_name_its_url_without_the_credentials_in_it() -> None:
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    flags = UnleashFlags("http://admin:pa55-unleash-basic-secret@127.0.0.1:4242", "*:*.token",
+                         transport=httpx.MockTransport(unreachable))
+    with pytest.raises(AdapterConfigError) as caught:
+        await flags.check()
+    assert "pa55-unleash-basic-secret" not in str(caught.value) and "127.0.0.1:4242" in str(caught.value)
     await flags.aclose()
 
 
