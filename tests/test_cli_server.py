@@ -35,9 +35,10 @@ def running_stack(tmp: Path) -> Iterator[dict[str, str]]:
         wait_for(lambda: b"worker started" in (tmp / "worker.log").read_bytes(), "the worker to start")
         yield env
     finally:
-        worker.terminate()
-        worker.wait(timeout=20)
-        server.stop()
+        try:
+            devserver.stop_process(worker, grace_seconds=20)
+        finally:
+            server.stop()
     assert b"worker stopped" in (tmp / "worker.log").read_bytes(), "SIGTERM must stop the worker gracefully"
 
 

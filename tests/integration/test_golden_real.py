@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class RealStack:
     unleash: Unleash
     postgres: Postgres
     prometheus: Prometheus
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)  # stopped when the module ends
 
     def cli(self, *args: str, queue: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**self.env, **({"ABROLLOUT_TASK_QUEUE": queue} if queue else {})}
@@ -52,6 +53,7 @@ class RealStack:
         with open(log, "wb") as out:
             process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, stdout=out,
                                        stderr=out, cwd=ROOT)
+        self.workers.append(process)
         deadline = time.monotonic() + 60
         while b"worker started" not in log.read_bytes():
             if process.poll() is not None or time.monotonic() > deadline:
@@ -130,12 +132,12 @@ def real(postgres: Postgres, unleash: Unleash, prometheus: Prometheus,
     env = {**os.environ, "TEMPORAL_ADDRESS": server.address, "UNLEASH_TOKEN": unleash.token,
            "ABROLLOUT_POSTGRES_DSN": dsn, "ABROLLOUT_DATA_DIR": str(tmp / "data"), "ABROLLOUT_METRICS": "off"}
     stack = RealStack(env=env, tmp=tmp, unleash=unleash, postgres=postgres, prometheus=prometheus)
-    worker = stack.worker("worker", _config(tmp / "abrollout.toml", unleash, prometheus), queue="real")
     try:
+        stack.worker("worker", _config(tmp / "abrollout.toml", unleash, prometheus), queue="real")
         yield stack
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        for worker in stack.workers:
+            devserver.stop_process(worker, grace_seconds=30)
         server.stop()
 
 
