@@ -143,11 +143,10 @@ async def test_a_terminated_experiment_is_returned_to_control(stack: Stack) -> N
         assert (again.checked, again.repaired) == (1, []), "a second sweep finds nothing more to do"
 
 
-async def _broken_worker(stack: Stack, **options: Any) -> Worker:
+def broken_worker(client: Client, adapters: Adapters, queue: str, **options: Any) -> Worker:
     """The experiment's workflow replaced by a broken deploy; the tools and the safety net as usual."""
-    return Worker(stack.client, task_queue=QUEUE, workflows=[BrokenDeploy, ReconcileWorkflow, SafetyNetWorkflow],
-                  activities=[*Tools(stack.adapters).all(), *SafetyNetActivities(stack.client,
-                                                                                stack.adapters.registry).all()],
+    return Worker(client, task_queue=queue, workflows=[BrokenDeploy, ReconcileWorkflow, SafetyNetWorkflow],
+                  activities=[*Tools(adapters).all(), *SafetyNetActivities(client, adapters.registry).all()],
                   **options)
 
 
@@ -155,7 +154,8 @@ async def test_an_experiment_failed_by_a_broken_deploy_is_returned_to_control(st
     async with build_worker(stack.client, stack.adapters, task_queue=QUEUE, max_cached_workflows=0):
         handle = await stack.running("failed")
     replay_guard.exempt(handle.id, "failed by a broken deploy on purpose")
-    async with await _broken_worker(stack, workflow_failure_exception_types=[NondeterminismError]):
+    fails_the_workflow = [NondeterminismError]
+    async with broken_worker(stack.client, stack.adapters, QUEUE, workflow_failure_exception_types=fails_the_workflow):
         await handle.signal("alert")  # a workflow task for the broken code
         await _until(lambda: _status_is(handle, WorkflowExecutionStatus.FAILED), "the workflow failed")
         report = await sweep_once(stack.client, QUEUE, SweepInput(), 60)
@@ -166,7 +166,7 @@ async def test_an_experiment_failed_by_a_broken_deploy_is_returned_to_control(st
 async def test_an_experiment_stuck_on_a_failing_workflow_task_is_ended_and_returned_to_control(stack: Stack) -> None:
     async with build_worker(stack.client, stack.adapters, task_queue=QUEUE, max_cached_workflows=0):
         handle = await stack.running("stuck")
-    async with await _broken_worker(stack):
+    async with broken_worker(stack.client, stack.adapters, QUEUE):
         await handle.signal("alert")
         await _until(lambda: _failing_for(handle, 2.0), "the workflow task failing again and again for 2 s")
         early = await sweep_once(stack.client, QUEUE, SweepInput(stuck_after_seconds=3600), 60)
