@@ -101,7 +101,8 @@ def repair_text(repair: Repair) -> str:
 
 
 def report_text(report: SweepReport) -> str:
-    lines = [f"safety net: {report.checked} registered experiments counted as running; "
+    experiments = "experiment" if report.checked == 1 else "experiments"
+    lines = [f"safety net: {report.checked} registered {experiments} counted as running; "
              f"{len(report.repaired)} repaired" + (f", {len(report.in_progress)} being repaired by another sweep"
                                                    if report.in_progress else "")]
     lines += [repair_text(r) for r in report.repaired]
