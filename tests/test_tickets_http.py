@@ -153,7 +153,7 @@ async def test_webhook_gives_up_after_the_attempts_on_connect_errors() -> None:
     started = time.monotonic()
     with pytest.raises(TicketError, match=r"failed after 3 attempts; last: ConnectError") as raised:
         await webhook(url, attempts=3).open(ARGS, KEY)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # it gives up (after ~1.5 s of backoff) rather than hang
     assert "secret-path-token" not in str(raised.value)  # a webhook URL's path is often a credential
 
 

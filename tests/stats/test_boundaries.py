@@ -89,9 +89,9 @@ def test_a_look_without_new_information_cannot_reject_and_spends_nothing() -> No
 
 def test_many_looks_are_fast_and_accurate() -> None:
     efficacy_bounds.cache_clear()
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time, so a busy machine does not fail it
     bounds = efficacy_bounds(equally_spaced(100), 0.025, OBF)
-    assert time.perf_counter() - started < 1.0
+    assert time.thread_time() - started < 1.0
     assert sum(crossing_probabilities(equally_spaced(100), bounds, 0.0)) == pytest.approx(0.025, abs=1e-9)
     # with more looks the final boundary rises toward the continuous-monitoring limit z_{1-alpha/2} = 2.24
     assert efficacy_bounds(equally_spaced(5), 0.025, OBF)[-1] < bounds[-1] < 2.2414
