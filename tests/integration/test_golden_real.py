@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.workflow import NondeterminismError
 
 from abrollout.safety_net import SweepInput
 from abrollout.spec_loader import check_raw
@@ -31,12 +32,13 @@ from cli import devserver
 from cli.experiments import start_experiment
 from cli.safety_net import sweep_once
 from cli.worker_setup import build_worker
+from tests import replay_guard
 from tests.servers.postgres import Postgres
 from tests.servers.prometheus import Prometheus
 from tests.servers.unleash import Unleash
 from tests.temporal_env import dev_server
 from tests.test_cli_validate import ROOT
-from tests.test_safety_net import _failing_for, _until, broken_worker
+from tests.test_safety_net import _failing_for, _status_is, _until, broken_worker
 
 GOLDEN = ROOT / "examples" / "golden"
 HOUR_SECONDS = 0.25
@@ -236,30 +238,38 @@ def test_a_terminated_experiment_is_returned_to_control_in_unleash_by_the_safety
     assert shown.returncode == 0 and "the safety net returned the flag to control" in shown.stdout, shown
 
 
-async def test_a_stuck_experiment_is_ended_and_returned_to_control_in_unleash_by_the_safety_net(
-        real: RealStack) -> None:
-    """A broken deploy makes the experiment's workflow task fail on every retry: the sweep ends the run, then returns
-    the flag to control through Unleash and releases the PostgreSQL registry slot. In this process, so the deploy
-    can be swapped: the same adapters as the worker's, on a task queue of their own."""
-    queue = "real-stuck"
-    spec = yaml.safe_load(real.spec("steady", "real-stuck").read_text())
+@pytest.mark.parametrize("outcome", ["stuck", "failed"])
+async def test_a_stuck_or_failed_experiment_is_returned_to_control_in_unleash_by_the_safety_net(
+        real: RealStack, outcome: str) -> None:
+    """A broken deploy makes the experiment's workflow task fail on every retry (stuck: the sweep ends the run) or,
+    with nondeterminism made fatal, fails the workflow; either way the sweep returns the flag to control through
+    Unleash and releases the PostgreSQL registry slot. In this process, so the deploy can be swapped: the same
+    adapters as the worker's, on a task queue of their own."""
+    name = f"real-{outcome}"
+    spec = yaml.safe_load(real.spec("steady", name).read_text())
     checked = check_raw({**spec, "schedule": {"hour_seconds": 3600}})
     assert checked.spec is not None
     client = await Client.connect(real.env["TEMPORAL_ADDRESS"], data_converter=pydantic_data_converter)
+    fatal = {"workflow_failure_exception_types": [NondeterminismError]} if outcome == "failed" else {}
     async with AsyncExitStack() as stack:
         config = load_config(str(real.tmp / "abrollout.toml"))
-        adapters = await build_adapters(config, real.tmp / "data-stuck", load_secrets(real.env), stack)
-        async with build_worker(client, adapters, task_queue=queue, max_cached_workflows=0):
-            handle = await start_experiment(client, checked.spec, queue)
-            await _until(lambda: _serves(real, "real-stuck", ["control", "treatment"]), "traffic allocated")
-        async with broken_worker(client, adapters, queue):
+        adapters = await build_adapters(config, real.tmp / f"data-{outcome}", load_secrets(real.env), stack)
+        async with build_worker(client, adapters, task_queue=name, max_cached_workflows=0):
+            handle = await start_experiment(client, checked.spec, name)
+            await _until(lambda: _serves(real, name, ["control", "treatment"]), "traffic allocated")
+        if outcome == "failed":
+            replay_guard.exempt(handle.id, "failed by a broken deploy on purpose")
+        async with broken_worker(client, adapters, name, **fatal):
             await handle.signal("alert")  # a workflow task for the broken code
-            await _until(lambda: _failing_for(handle, 2.0), "the workflow task failing for 2 s")
-            report = await sweep_once(client, queue, SweepInput(stuck_after_seconds=1), 60)
+            if outcome == "failed":
+                await _until(lambda: _status_is(handle, WorkflowExecutionStatus.FAILED), "the workflow failed")
+            else:
+                await _until(lambda: _failing_for(handle, 2.0), "the workflow task failing for 2 s")
+            report = await sweep_once(client, name, SweepInput(stuck_after_seconds=1), 60)
     assert [(r.workflow_id, r.status, r.returned_to_control) for r in report.repaired] == [
-        ("exp-real-stuck", "stuck", True)]
-    assert real.flag_variants("real-stuck") == ["control"]
-    status = real.postgres.psql("SELECT status FROM abrollout_experiments WHERE exp_key = 'real-stuck'", "warehouse")
+        (f"exp-{name}", outcome, True)]
+    assert real.flag_variants(name) == ["control"]
+    status = real.postgres.psql(f"SELECT status FROM abrollout_experiments WHERE exp_key = '{name}'", "warehouse")
     assert status.strip() == "stopped"
 
 
@@ -274,7 +284,8 @@ def test_no_secret_appears_in_any_history_report_dashboard_or_log(real: RealStac
     """After the scenarios above ran: the Unleash token and the DSN password occur nowhere a person can read."""
     secrets = {real.unleash.token.split(".", 1)[1], DSN_PASSWORD}
     texts: dict[str, str] = {}
-    for name in ("real-clear-win", "real-breach", "real-crash", "real-terminated", "real-stuck"):
+    scenarios = ("real-clear-win", "real-breach", "real-crash", "real-terminated", "real-stuck", "real-failed")
+    for name in scenarios:
         shown = subprocess.run([str(devserver.TEMPORAL), "workflow", "show", "--address", real.env["TEMPORAL_ADDRESS"],
                                 "--workflow-id", f"exp-{name}", "--output", "json"], capture_output=True, text=True,
                                timeout=60, check=True)
