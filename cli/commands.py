@@ -9,6 +9,7 @@ import asyncio
 import sys
 import webbrowser
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import Report
 from abrollout.control import AlertRequest, AllocationChange, PromoteRequest, StopRequest
 from abrollout.problems import errors_only
+from abrollout.safety_net import safety_net_workflow_id
 from cli import render
 from cli.connect import connect
 from cli.exits import BAD_INPUT, OK, RUNTIME_FAILURE, UserFacingError
@@ -29,6 +31,7 @@ from cli.safety_net import repair_of, repair_text
 from cli.settings import Settings, settings
 from cli.spec_input import load_checked_spec, refuse
 from workflows.experiment import ExperimentWorkflow, workflow_id
+from workflows.safety_net import SafetyNetWorkflow
 
 POLL_SECONDS = 1.0
 SAFETY_NET_HINT = ("the safety net returns such an experiment's flag to control at its next sweep (every worker keeps "
@@ -265,6 +268,9 @@ def _list_query(state: str | None, domain: str | None) -> str:
     return " AND ".join(query)
 
 
+REPAIRS_QUERY = f"WorkflowType = '{SafetyNetWorkflow.__name__}' AND ExecutionStatus = 'Completed'"
+
+
 async def cmd_list(args: argparse.Namespace, s: Settings) -> int:
     client = await connect(s)
     rows = []
@@ -275,8 +281,22 @@ async def cmd_list(args: argparse.Namespace, s: Settings) -> int:
             workflow_id=wf.id, state=str(attrs.get("ExperimentState", "?")), status=wf.status,
             domain=str(attrs.get("ExperimentDomain", "?")), primary_metric=str(attrs.get("PrimaryMetric", "?")),
             started=wf.start_time))
-    print(render.experiment_table(rows))
+    print(render.experiment_table(await _with_repairs(client, rows)))
     return OK
+
+
+async def _with_repairs(client: Client, rows: list[render.ListedExperiment]) -> list[render.ListedExperiment]:
+    """What the safety net did for the experiments that ended undecided: one visibility query for the finished
+    repairs, then a result only for those listed."""
+    undecided = {row.workflow_id for row in rows if row.ended_undecided}
+    if not undecided:
+        return rows
+    finished = {wf.id async for wf in client.list_workflows(REPAIRS_QUERY)}
+    outcome = {}
+    for experiment in sorted(undecided):
+        if safety_net_workflow_id(experiment) in finished and (repair := await repair_of(client, experiment)):
+            outcome[experiment] = repair.returned_to_control
+    return [replace(row, returned_to_control=outcome.get(row.workflow_id)) for row in rows]
 
 
 async def cmd_history(args: argparse.Namespace, s: Settings) -> int:

@@ -138,7 +138,9 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                         "running, or the decision (promote, rollback, guardrail_stop, inconclusive); "
                         f"`{render.NO_DECISION}` means its workflow ended before deciding (status failed, e.g. "
                         "refused at registration; terminated; timed out; canceled): no guardrail watches it any "
-                        "more, and a flag change it made stays as it was (see `history ID`). "
+                        "more, and a flag change it made stays as it was until the safety net's next sweep returns "
+                        f"it to control (`{render.REPAIRED}`; `{render.NOT_REPAIRED}` if it could not: see "
+                        "`status ID`). "
                         "`status` is Temporal's execution status of the workflow: running, completed, failed, "
                         "terminated, timed out or canceled.")
     listing.add_argument("--state", choices=[s.value for s in DecisionState],

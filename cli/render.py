@@ -44,6 +44,10 @@ def plan_table(plan: ExperimentPlan) -> str:
 NO_DECISION = "no decision"
 """What `list` shows for an experiment whose workflow closed (failed, e.g. refused at registration; terminated;
 timed out; canceled) while its ExperimentState still said running: it ended before deciding anything."""
+REPAIRED = "no decision; safety net: control"
+"""... and the safety net returned its flag to control afterwards."""
+NOT_REPAIRED = "no decision; safety net FAILED"
+"""... and the safety net tried, but could not return its flag to control (`status` says why)."""
 
 
 @dataclass(frozen=True)
@@ -54,14 +58,22 @@ class ListedExperiment:
     domain: str
     primary_metric: str
     started: datetime
+    returned_to_control: bool | None = None
+    """What the safety net's repair did with the flag; None when there was no repair."""
+
+    @property
+    def ended_undecided(self) -> bool:
+        """The workflow is gone while the state still says running (Temporal keeps a search attribute's last value
+        when a workflow fails or is terminated)."""
+        return self.state == DecisionState.running and self.status not in (WorkflowExecutionStatus.RUNNING, None)
 
 
-def listed_state(state: str, status: WorkflowExecutionStatus | None) -> str:
-    """The decision state, unless the workflow is gone while the state still says running (Temporal keeps a search
-    attribute's last value when a workflow fails or is terminated)."""
-    if state == DecisionState.running and status not in (WorkflowExecutionStatus.RUNNING, None):
+def listed_state(e: ListedExperiment) -> str:
+    if not e.ended_undecided:
+        return e.state
+    if e.returned_to_control is None:
         return NO_DECISION
-    return state
+    return REPAIRED if e.returned_to_control else NOT_REPAIRED
 
 
 def execution_status(status: WorkflowExecutionStatus | None) -> str:
@@ -70,7 +82,7 @@ def execution_status(status: WorkflowExecutionStatus | None) -> str:
 
 def experiment_table(experiments: Sequence[ListedExperiment]) -> str:
     rows = [("workflow id", "state", "status", "domain", "primary metric", "started (UTC)")]
-    rows += [(e.workflow_id, listed_state(e.state, e.status), execution_status(e.status), e.domain,
+    rows += [(e.workflow_id, listed_state(e), execution_status(e.status), e.domain,
               e.primary_metric, e.started.strftime("%Y-%m-%d %H:%M:%S")) for e in experiments]
     return _aligned(rows)
 

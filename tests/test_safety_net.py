@@ -36,11 +36,13 @@ from adapters.local_tickets import LocalTickets
 from adapters.protocols import Adapters
 from cli import devserver
 from cli.experiments import ExperimentHandle, start_experiment
+from cli.render import REPAIRED
 from cli.safety_net import SCHEDULE_ID, repair_of, sweep_once
 from cli.worker_setup import build_worker
 from tests import replay_guard
 from tests.broken_deploy import BrokenDeploy
 from tests.temporal_env import dev_server
+from tests.test_cli_truthful import _row
 from tests.test_cli_validate import ROOT
 from tests.workflow.conftest import golden_spec
 from workflows.experiment import ExperimentWorkflow
@@ -124,6 +126,9 @@ async def _assert_repaired(stack: Stack, handle: ExperimentHandle, status: str) 
     assert shown.returncode == 0, shown.stderr
     assert "the safety net returned the flag to control" in shown.stdout
     assert f"change {repair.ref(ROLLBACK)}" in shown.stdout and tickets[0]["ticket_id"] in shown.stdout
+    listed = await _starter(stack, "list")
+    row = _row(listed.stdout, handle.id)
+    assert row is not None and row[1] == REPAIRED, listed.stdout
 
 
 async def test_a_terminated_experiment_is_returned_to_control(stack: Stack) -> None:
