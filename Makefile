@@ -28,7 +28,7 @@ venv: $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/mypy abrollout
+	$(BIN)/mypy .
 
 test: lint
 	$(BIN)/pytest -q

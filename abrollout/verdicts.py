@@ -39,7 +39,7 @@ def spending_label(name: SpendingName, parameter: float | None) -> str:
     return _SPENDING_LABELS[name] + suffix
 
 
-def _policy_spending() -> SpendingName:
+def policy_spending() -> SpendingName:
     if PARAMS.spending_function not in get_args(SpendingName):
         raise ValueError(f"policy spending function {PARAMS.spending_function!r} is not implemented")
     return cast(SpendingName, PARAMS.spending_function)
@@ -70,7 +70,7 @@ class AnalysisPlan(Frozen):
     )
     alpha: Probability = PARAMS.alpha
     power: Probability = PARAMS.power
-    spending: SpendingName = _policy_spending()
+    spending: SpendingName = policy_spending()
     spending_parameter: float | None = Field(
         default=None, description="rho of the power family (default 2) or gamma of Hwang-Shih-DeCani (default -4)."
     )

@@ -56,10 +56,10 @@ import numpy as np
 import psycopg
 from numpy.typing import NDArray
 
-from adapters.local_metrics import VALUE_SCALE, Aggregate, LocalMetrics, aggregate_from_rows, fetch_dicts
+from adapters.local_metrics import Aggregate, LocalMetrics, aggregate_from_rows, fetch_dicts
 from adapters.postgres_metrics import PostgresMetrics, WarehouseTables, statistics_sql
 from adapters.postgres_rollup import Rollup
-from adapters.running_aggregate import READ
+from adapters.running_aggregate import READ, VALUE_SCALE
 
 EXP = "bench-exp"
 EARLIER = "earlier-exp"  # an experiment that ran before, a tenth the size: the store is shared

@@ -34,6 +34,7 @@ from abrollout.stats.boundaries import Spending, efficacy_bounds, information_fr
 from abrollout.stats.effects import Comparison, compare, effective_size
 from abrollout.stats.srm import chi_square
 from abrollout.stats.sufficient import SufficientStats, mean_summary
+from abrollout.verdicts import policy_spending
 
 Bools = NDArray[np.bool_]
 Floats = NDArray[np.float64]
@@ -47,7 +48,7 @@ MDE_RELATIVE = 0.05
 PROMOTE_FLOOR = 0.5
 GROWTHBOOK_N_STAR = 5000.0
 TIME_ANCHOR_HOURS = 16.0
-OURS = Spending(PARAMS.spending_function, PARAMS.spending_parameter)  # the policy's design (exp_policy.v5)
+OURS = Spending(policy_spending(), PARAMS.spending_parameter)  # the policy's design (exp_policy.v5)
 OBRIEN_FLEMING = Spending("lan_demets_obrien_fleming")  # the classic alternative, for comparison
 EFFECTS = ("A/A", "MDE", "2xMDE", "p80")
 

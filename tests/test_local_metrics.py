@@ -15,7 +15,8 @@ import pytest
 from numpy.typing import NDArray
 
 from abrollout.verdicts import MetricStats
-from adapters.local_metrics import VALUE_SCALE, Aggregate, LocalMetrics, aggregate_from_rows
+from adapters.local_metrics import Aggregate, LocalMetrics, aggregate_from_rows
+from adapters.running_aggregate import VALUE_SCALE
 from adapters.simulator import Exposures, MetricEvents, PrePeriod, Rows, simulate_hour
 from tests.test_simulator import flag_state, registered, simulation
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import (
     AllocationReport,
     DecisionReport,
-    DecisionState,
     Monitoring,
     Registration,
     Report,

@@ -13,13 +13,14 @@ import pytest
 from abrollout.contracts.spec import CONTROL_ARM, Effect, Simulation
 from abrollout.contracts.tools import RegisterExperimentArgs
 from abrollout.flag_eval import FlagState, FlexibleRollout, Variant
+from abrollout.planner import flag_key
 from abrollout.rules import parse_rule
 from abrollout.stats.srm import srm_test
 from abrollout.verdicts import AnalysisPlan, MetricStats
 from adapters import local_metrics
 from adapters.local_metrics import Aggregate, LocalMetrics
 from adapters.protocols import Registered
-from adapters.simulator import arm_mean, arrival_rate, flag_key, simulate_hour
+from adapters.simulator import arm_mean, arrival_rate, simulate_hour
 
 EXP = "sim-test"
 ARMS = ("control", "treatment")

@@ -20,10 +20,11 @@ import pytest
 
 from abrollout.verdicts import MetricStats
 from adapters import postgres_metrics
-from adapters.local_metrics import VALUE_SCALE, LocalMetrics
+from adapters.local_metrics import LocalMetrics
 from adapters.postgres_metrics import PostgresMetrics, WarehouseTables
 from adapters.postgres_registry import PostgresRegistry
 from adapters.protocols import AdapterConfigError, ConcurrencyRefused
+from adapters.running_aggregate import VALUE_SCALE
 from adapters.simulator import Rows, simulate_hour
 from cli.devserver import free_port
 from tests.races import race

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -13,7 +14,7 @@ from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateStage
 from temporalio.testing import WorkflowEnvironment
 
 from abrollout.contracts.records import DecisionState
-from abrollout.control import AllocationChange, PromoteRequest, StopRequest
+from abrollout.control import AllocationChange, Control, PromoteRequest, StopRequest
 from abrollout.flag_eval import FlagState
 from adapters.local import local_adapters
 from adapters.local_flags import LocalFlags
@@ -76,7 +77,7 @@ async def test_refused_requests_cite_the_clause_and_leave_history_unchanged(lab:
     await lab.env.sleep(timedelta(hours=2))
     await _settled(lab, handle.id)
     before = await _recorded_events(lab, handle.id)
-    refusals = [
+    refusals: list[tuple[Any, Control, str]] = [
         (ExperimentWorkflow.change_allocation, AllocationChange(split={"control": 70, "treatment": 30}), "prereg.2"),
         (ExperimentWorkflow.change_allocation, AllocationChange(exposure_rules=['country == "US"']), "prereg.2"),
         (ExperimentWorkflow.change_allocation, AllocationChange(ramp_step=3), "prereg.3"),
@@ -85,7 +86,7 @@ async def test_refused_requests_cite_the_clause_and_leave_history_unchanged(lab:
     ]
     for update, request, clause in refusals:
         with pytest.raises(WorkflowUpdateFailedError) as caught:
-            await handle.execute_update(update, request)  # type: ignore[arg-type]
+            await handle.execute_update(update, request)
         assert f"exp_policy.v5#{clause}" in str(caught.value.cause)
     assert await _recorded_events(lab, handle.id) == before
     await handle.execute_update(ExperimentWorkflow.request_stop, StopRequest(reason="done"))
