@@ -8,8 +8,9 @@ real Unleash 8.2.0 over a throwaway PostgreSQL (tests/servers/: installed into .
 assembled exactly as worker.py does (adapters/config.build_adapters with flags = "unleash", embedded DuckDB
 metrics; run in this process so the bench can write into its metrics store), and `starter.py alert-receiver` as a
 subprocess, with a bearer token made for the run (every webhook carries it, as Alertmanager's
-`http_config.authorization` sends it) and no coalescing window (`--coalesce-seconds 0`: each repetition posts two
-alerts for one experiment, the healthy one and the breach, and the breach must not be taken for a repeat). If
+`http_config.authorization` sends it) and its default coalescing window (5 s: each repetition posts the breach
+11 s after the healthy alert, past that window and the workflow's 10 s alert cool-down, as Alertmanager's
+group_interval of minutes would). If
 Unleash cannot be installed or started, the flags fall back to the embedded provider and every figure says so.
 
 Each repetition starts one experiment on a real-time clock (hour_seconds 3600: its first scheduled check is an
@@ -141,7 +142,7 @@ async def start_receiver(stack: AsyncExitStack, address: str, tmp: Path, token: 
     port = devserver.free_port()
     log = open(tmp / "alert-receiver.log", "wb")  # noqa: SIM115 - the child owns it
     process = subprocess.Popen([sys.executable, str(ROOT / "starter.py"), "alert-receiver", "--address", address,
-                                "--port", str(port), "--coalesce-seconds", "0"], cwd=ROOT, stdout=log,
+                                "--port", str(port)], cwd=ROOT, stdout=log,
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                env={**os.environ, "PYTHONUNBUFFERED": "1", TOKEN_ENV: token})
     stack.callback(log.close)

@@ -19,8 +19,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,10 @@ from adapters.protocols import Adapters
 from cli import main as cli_main
 from cli.alert_receiver import TOKEN_ENV, AlertReceiver, BadPayload, alert_reason, parse_payload
 from cli.alert_receiver.auth import Bearer, receiver_token
-from cli.alert_receiver.coalesce import Coalescer
+from cli.alert_receiver.coalesce import IN_FLIGHT_POLL_SECONDS, Coalescer
+from cli.alert_receiver.delivery import Delivery
+from cli.alert_receiver.payload import FiringAlert
+from cli.alert_receiver.trailing import TrailingSignals
 from cli.devserver import free_port
 from cli.exits import BAD_INPUT, UserFacingError
 from cli.experiments import ExperimentHandle, start_experiment
@@ -244,9 +248,67 @@ def test_the_coalescer_takes_one_signal_per_experiment_and_window() -> None:
     coalescer.release(["exp-b"], signalled=[])
     now[0] += 4.9
     assert coalescer.claim(["exp-a"]) == []
+    assert coalescer.wait("exp-a") == pytest.approx(0.1)  # the rest of its window
+    assert coalescer.wait("exp-b") == 0.0  # its signal failed: free at once
+    coalescer.claim(["exp-d"])
+    assert coalescer.wait("exp-d") == IN_FLIGHT_POLL_SECONDS
     now[0] += 0.1
     assert coalescer.claim(["exp-a", "exp-a"]) == ["exp-a"]
     assert Coalescer(window=0).claim(["exp-a"]) == ["exp-a"]
+
+
+class _Signals:
+    """A stand-in for Temporal taking `alert` signals: what each carried, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, list[FiringAlert]]] = []
+        self.arrived = asyncio.Event()
+        self.on_send: Callable[[], None] = lambda: None
+
+    async def __call__(self, groups: dict[str, list[FiringAlert]]) -> Delivery:
+        self.sent.append(groups)
+        self.on_send()
+        self.arrived.set()
+        return Delivery(signalled=list(groups))
+
+
+def _firing(name: str) -> dict[str, list[FiringAlert]]:
+    return {"exp-a": [FiringAlert("a", name, "")]}
+
+
+async def test_alerts_coalesced_behind_a_signal_are_owed_one_trailing_signal_with_the_latest() -> None:
+    coalescer, signals = Coalescer(window=0.2), _Signals()
+    trailing = TrailingSignals(coalescer, signals, quiet)
+    assert coalescer.claim(["exp-a"]) == ["exp-a"]  # the leading signal, in flight
+    for n in range(20):  # a burst meanwhile: no await in between, so all of it is coalesced
+        trailing.owe(_firing(f"Burst{n}"))
+    coalescer.release(["exp-a"], signalled=["exp-a"])
+    await asyncio.wait_for(signals.arrived.wait(), 30)
+    assert signals.sent == [_firing("Burst19")]
+    await asyncio.sleep(0.5)  # past the trailing signal's own window: nothing more was owed
+    assert len(signals.sent) == 1
+    await trailing.aclose()
+
+
+async def test_an_alert_posted_while_the_trailing_signal_is_sent_is_owed_another() -> None:
+    coalescer, signals = Coalescer(window=0.05), _Signals()
+    trailing = TrailingSignals(coalescer, signals, quiet)
+    signals.on_send = lambda: trailing.owe(_firing("Later")) if len(signals.sent) == 1 else None
+    trailing.owe(_firing("First"))
+    await until(lambda: asyncio.sleep(0, len(signals.sent)), lambda sent: sent == 2)
+    assert signals.sent == [_firing("First"), _firing("Later")]
+    await trailing.aclose()
+
+
+async def test_a_stopping_receiver_cancels_what_it_owes_and_says_so() -> None:
+    said: list[str] = []
+    coalescer, signals = Coalescer(window=600), _Signals()
+    trailing = TrailingSignals(coalescer, signals, said.append)
+    coalescer.claim(["exp-a"])
+    coalescer.release(["exp-a"], signalled=["exp-a"])
+    trailing.owe(_firing("Owed"))
+    await trailing.aclose()
+    assert signals.sent == [] and said == ["stopping: 1 coalesced alert(s) not sent: exp-a"]
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------------------
@@ -360,6 +422,34 @@ async def test_a_burst_of_300_alerts_for_one_experiment_sends_one_signal(stack: 
     assert outcomes.count(((handle.id,), ())) == 1
     assert len(await stack.checked_on_alert(handle)) == 1
     await handle.terminate("test done")
+
+
+async def test_an_alert_coalesced_after_a_signal_goes_with_one_more_signal_when_the_window_ends(
+        stack: Stack) -> None:
+    """A healthy alert, then a breach alerted within the window: the breach is not dropped. One more signal carries
+    it once the window has passed (the window is long beside one local POST, so the second one is coalesced)."""
+    window = 5.0
+    handle = await stack.running(f"ar-trailing-{next(_names)}")
+    async with AlertReceiver(stack.env.client, token=TOKEN, port=0, coalesce_seconds=window, log=quiet) as receiver:
+        first = await stack.http.post(receiver.url, json=webhook(alert(handle.id, name="Healthy")),
+                                      headers=AUTHORIZED)
+        second = await stack.http.post(receiver.url, json=webhook(alert(handle.id, name="DefectRateHigh")),
+                                       headers=AUTHORIZED)
+        assert (first.json()["signalled"], second.json()["coalesced"]) == ([handle.id], [handle.id])
+        signals = await until(lambda: _alert_signals_received(handle), lambda signals: len(signals) == 2,
+                              timeout=window + 30)
+    (first_at, first_reason), (second_at, second_reason) = signals
+    assert "Healthy" in first_reason and "DefectRateHigh" in second_reason
+    assert (second_at - first_at).total_seconds() >= window - 0.01, "not before the window ends"
+    await handle.terminate("test done")
+
+
+async def _alert_signals_received(handle: ExperimentHandle) -> list[tuple[datetime, str]]:
+    """Each `alert` signal in the history: when Temporal took it, and its reason."""
+    return [(event.event_time.ToDatetime(), json.loads(attrs.input.payloads[0].data)["reason"])
+            for event in (await handle.fetch_history()).events
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            and (attrs := event.workflow_execution_signaled_event_attributes).signal_name == "alert"]
 
 
 async def test_beyond_the_cap_requests_get_503_at_once_and_the_receiver_recovers(env: WorkflowEnvironment) -> None:

@@ -13,8 +13,9 @@ Only callers with the token may cause those checks: every POST must carry ``Auth
 token being `ABROLLOUT_ALERT_TOKEN` (Alertmanager: the webhook_config's ``http_config.authorization``). Without
 it the command refuses to start (exit 2), unless `--insecure-loopback` says to take alerts without a token, which
 it allows on a loopback --host only. While an experiment's signal is in flight, and for `--coalesce-seconds` after
-it was taken, further alerts for it send nothing (answered 200, the experiment listed under `coalesced`): a burst
-costs one check.
+it was taken, further alerts for it are answered 200 with the experiment listed under `coalesced`, and are owed:
+one more signal, carrying the latest of them, goes when the window ends. A burst costs two checks, and no alert
+waits longer than the window.
 
 Answers (JSON, ``{"signalled": [...], "coalesced": [...], "unknown": [...], "closed": [...],
 "resolved_ignored": N}`` or ``{"error": ...}``):

@@ -12,12 +12,12 @@ from http import HTTPStatus
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from cli.alert_receiver.auth import Bearer
 from cli.alert_receiver.coalesce import Coalescer
-from cli.alert_receiver.delivery import Delivery, deliver
-from cli.alert_receiver.payload import BadPayload, parse_payload
+from cli.alert_receiver.delivery import TEMPORAL_UNAVAILABLE, Delivery, brief, deliver
+from cli.alert_receiver.payload import BadPayload, FiringAlert, parse_payload
+from cli.alert_receiver.trailing import TrailingSignals
 
 PATH = "/alerts"
 HEALTH_PATH = "/healthz"
@@ -77,6 +77,14 @@ class AlertApp:
         self.label = label
         self.coalescer = coalescer
         self.log = log
+        self.trailing = TrailingSignals(coalescer, self.signal, log)
+
+    async def signal(self, groups: dict[str, list[FiringAlert]], delivery: Delivery | None = None) -> Delivery:
+        """One `alert` signal per experiment, within the deadline; what became of each is added to `delivery`."""
+        delivery = delivery or Delivery()
+        async with asyncio.timeout(SIGNAL_TIMEOUT_SECONDS):
+            await deliver(self.client, groups, delivery)
+        return delivery
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # the server runs without lifespan events and websockets
@@ -120,20 +128,21 @@ class AlertApp:
         return await self.alerts(body)
 
     async def alerts(self, body: bytes) -> Answer:
-        """Signal every experiment a firing alert names, but those a signal was just taken for."""
+        """Signal every experiment a firing alert names; those a signal was just taken for get one more when
+        their window ends."""
         try:
             parsed = parse_payload(body, self.label)
         except BadPayload as exc:
             return Answer(HTTPStatus.BAD_REQUEST, {"error": f"bad Alertmanager payload: {exc}"})
         groups = parsed.by_workflow()
         fresh = self.coalescer.claim(groups)
-        delivery = Delivery(coalesced=[wf_id for wf_id in groups if wf_id not in fresh])
+        coalesced = {wf_id: alerts for wf_id, alerts in groups.items() if wf_id not in fresh}
+        self.trailing.owe(coalesced)
+        delivery = Delivery(coalesced=list(coalesced))
         try:
-            async with asyncio.timeout(SIGNAL_TIMEOUT_SECONDS):
-                await deliver(self.client, {wf_id: groups[wf_id] for wf_id in fresh}, delivery)
-        except (RPCError, TimeoutError, RuntimeError) as exc:  # Temporal unreachable or slow: worth a retry
-            detail = " ".join(str(exc).split())[:200] or type(exc).__name__
-            return Answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"Temporal did not take the signal: {detail}"})
+            await self.signal({wf_id: groups[wf_id] for wf_id in fresh}, delivery)
+        except TEMPORAL_UNAVAILABLE as exc:
+            return Answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"Temporal did not take the signal: {brief(exc)}"})
         finally:
             self.coalescer.release(fresh, delivery.signalled)
         answer: dict[str, Any] = {"signalled": delivery.signalled, "coalesced": delivery.coalesced,

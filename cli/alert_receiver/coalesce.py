@@ -1,5 +1,6 @@
 """Per-experiment coalescing: a burst of alerts for one experiment (Alertmanager's retries, several rules firing
-together, a flood) becomes one `alert` signal, so it costs one check and a handful of history events."""
+together, a flood) becomes one `alert` signal now and at most one more when the window ends (`trailing`), so it
+costs two checks and a handful of history events, and no alert waits longer than the window."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections.abc import Callable, Collection, Iterable
 
 DEFAULT_WINDOW_SECONDS = 5.0
+IN_FLIGHT_POLL_SECONDS = 0.05
 
 
 class Coalescer:
@@ -35,3 +37,9 @@ class Coalescer:
             self._in_flight.discard(i)
             if i in signalled and self._window > 0:
                 self._quiet_until[i] = now + self._window
+
+    def wait(self, wf_id: str) -> float:
+        """Seconds until `claim` could take it: the rest of its window, or a moment while its signal is in flight."""
+        if wf_id in self._in_flight:
+            return IN_FLIGHT_POLL_SECONDS
+        return max(0.0, self._quiet_until.get(wf_id, 0.0) - self._clock())

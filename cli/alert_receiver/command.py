@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"(default '{DEFAULT_LABEL}')")
     parser.add_argument("--coalesce-seconds", type=_seconds, default=DEFAULT_WINDOW_SECONDS, metavar="SECONDS",
                         help="after an experiment's alert signal is taken, further alerts for it within this many "
-                        f"seconds are answered 'coalesced' and send nothing (default {DEFAULT_WINDOW_SECONDS:g}; "
-                        "0: only while one is in flight)")
+                        "seconds are answered 'coalesced' and sent as one more signal when the window ends "
+                        f"(default {DEFAULT_WINDOW_SECONDS:g}; 0: only while one is in flight)")
     parser.add_argument("--insecure-loopback", action="store_true",
                         help=f"take alerts without a bearer token ({TOKEN_ENV} unset); only with a loopback --host")

@@ -14,6 +14,13 @@ from abrollout.control import AlertRequest
 from cli.alert_receiver.payload import SOURCE, FiringAlert, alert_reason
 from workflows.experiment import ExperimentWorkflow
 
+TEMPORAL_UNAVAILABLE = (RPCError, TimeoutError, RuntimeError)
+"""Temporal unreachable or slow: worth a retry."""
+
+
+def brief(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
 
 @dataclass
 class Delivery:

@@ -58,9 +58,10 @@ class AlertReceiver:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
         self._socket = socket.create_server((host, port), family=family)
         self.address: tuple[str, int] = self._socket.getsockname()[:2]
-        app = AlertApp(client, Bearer(token) if token is not None else None, label, Coalescer(coalesce_seconds), log)
+        self._app = AlertApp(client, Bearer(token) if token is not None else None, label,
+                             Coalescer(coalesce_seconds), log)
         self._server = _Server(uvicorn.Config(
-            app, http=with_read_deadline(read_seconds), ws="none", lifespan="off", interface="asgi3",
+            self._app, http=with_read_deadline(read_seconds), ws="none", lifespan="off", interface="asgi3",
             limit_concurrency=max_concurrent, timeout_graceful_shutdown=int(SIGNAL_TIMEOUT_SECONDS) + 1,
             log_config=None, log_level="warning", access_log=False, proxy_headers=False, server_header=False))
         self._serving: asyncio.Task[None] | None = None
@@ -85,6 +86,7 @@ class AlertReceiver:
             return
         self._server.should_exit = True
         await self._serving
+        await self._app.trailing.aclose()
 
     async def __aenter__(self) -> AlertReceiver:
         await self.start()
