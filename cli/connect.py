@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -11,14 +12,31 @@ from cli.exits import RUNTIME_FAILURE, UserFacingError
 from cli.settings import Settings
 
 CONNECT_TIMEOUT_SECONDS = 5.0
+TRANSIENT = ("Resource temporarily unavailable", "WouldBlock")
+"""The kernel's EAGAIN on a TCP connect, met once right after a dev server restarted on the same port: worth
+another try within the bound. A refused connection (no server) is not, and is said at once."""
+RETRY_SECONDS = 0.1
 
 
 async def connect(s: Settings) -> Client:
-    try:
-        return await asyncio.wait_for(
-            Client.connect(s.address, namespace=s.namespace, data_converter=pydantic_data_converter),
-            CONNECT_TIMEOUT_SECONDS)
-    except (TimeoutError, RuntimeError, OSError) as exc:
-        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
-        raise UserFacingError(f"error: cannot reach Temporal at {s.address} ({detail}); start a local server with "
-                              "`make server` or set TEMPORAL_ADDRESS", RUNTIME_FAILURE) from None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CONNECT_TIMEOUT_SECONDS
+    while True:
+        try:
+            return await asyncio.wait_for(
+                Client.connect(s.address, namespace=s.namespace, data_converter=pydantic_data_converter),
+                max(deadline - loop.time(), RETRY_SECONDS))
+        except (TimeoutError, RuntimeError, OSError) as exc:
+            detail = " ".join(str(exc).split())
+            if any(t in detail for t in TRANSIENT) and loop.time() + RETRY_SECONDS < deadline:
+                await asyncio.sleep(RETRY_SECONDS)
+                continue
+            raise UserFacingError(f"error: cannot reach Temporal at {s.address} ({_reason(detail, exc)}); start a "
+                                  "local server with `make server` or set TEMPORAL_ADDRESS", RUNTIME_FAILURE) from None
+
+
+def _reason(detail: str, exc: BaseException) -> str:
+    """The operating system's words when the client's error carries them ("Connection refused"), not the transport
+    layers wrapped around them."""
+    said = re.search(r'message: "([^"]{1,160})"', detail)
+    return said[1] if said else detail[:160] or type(exc).__name__
