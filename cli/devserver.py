@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 TEMPORAL = Path(sys.prefix) / "bin" / "temporal"
@@ -100,8 +102,9 @@ reach the server's limits in seconds (none given: Temporal's defaults)."""
 
 
 def command(db_file: Path, port: int, ui_port: int | None, metrics_port: int | None = None,
-            dynamic_config: DynamicConfig | None = None) -> list[str]:
-    http_port, spare = free_ports(2, taken={port, ui_port, metrics_port})
+            dynamic_config: DynamicConfig | None = None, http_port: int | None = None) -> list[str]:
+    free_http, spare = free_ports(2, taken={port, ui_port, metrics_port, http_port})
+    http_port = http_port or free_http
     cmd = [str(TEMPORAL), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
            "--http-port", str(http_port), "--db-filename", str(db_file), "--log-level", "warn"]
     cmd += ["--metrics-port", str(metrics_port or spare)]
@@ -115,15 +118,28 @@ def command(db_file: Path, port: int, ui_port: int | None, metrics_port: int | N
 
 def start(db_file: Path, port: int, ui_port: int | None, log_file: Path | None = None,
           ready_timeout: float = 30.0, dynamic_config: DynamicConfig | None = None) -> DevServer:
-    """Start the server and wait until it accepts connections; raise RuntimeError with its log if it does not."""
+    """Start the server and wait until its frontend takes calls; raise RuntimeError with its log if it does not."""
     db_file.parent.mkdir(parents=True, exist_ok=True)
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child owns it
-    process = subprocess.Popen(command(db_file, port, ui_port, dynamic_config=dynamic_config), stdout=log,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    http_port = free_ports(1, taken={port, ui_port})[0]
+    process = subprocess.Popen(command(db_file, port, ui_port, dynamic_config=dynamic_config, http_port=http_port),
+                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     server = DevServer(process, f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}" if ui_port else None)
-    wait_until_ready(process, lambda: answers(server.address), f"temporal server on {server.address}", ready_timeout,
-                     lambda: log_file.read_text(errors="replace")[-2000:] if log_file else "", server.stop)
+    wait_until_ready(process, lambda: takes_calls(server.address, http_port), f"temporal server on {server.address}",
+                     ready_timeout, lambda: log_file.read_text(errors="replace")[-2000:] if log_file else "",
+                     server.stop)
     return server
+
+
+def takes_calls(address: str, http_port: int) -> bool:
+    """The frontend answers GetSystemInfo (through its HTTP API). A port that accepts connections is not enough: for
+    a moment after it binds, the frontend refuses every call with "Frontend is not healthy yet"."""
+    if not answers(address):
+        return False
+    try:
+        return httpx.get(f"http://127.0.0.1:{http_port}/api/v1/system-info", timeout=2).status_code == httpx.codes.OK
+    except httpx.HTTPError:
+        return False
 
 
 def main() -> int:
