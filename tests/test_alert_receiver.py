@@ -96,11 +96,17 @@ class Stack:
         return [s for s in steps if s.startswith("check-alert-")]
 
 
+async def alert_signals_received(handle: ExperimentHandle) -> list[tuple[datetime, str]]:
+    """The `alert` signals in the workflow's history, what reached Temporal whatever the workflow did with them: when
+    Temporal took each, and its reason."""
+    return [(event.event_time.ToDatetime(), json.loads(attrs.input.payloads[0].data)["reason"])
+            for event in (await handle.fetch_history()).events
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            and (attrs := event.workflow_execution_signaled_event_attributes).signal_name == "alert"]
+
+
 async def alert_signals(handle: ExperimentHandle) -> int:
-    """The `alert` signals in the workflow's history: what reached Temporal, whatever the workflow did with them."""
-    return sum(1 for event in (await handle.fetch_history()).events
-               if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-               and event.workflow_execution_signaled_event_attributes.signal_name == "alert")
+    return len(await alert_signals_received(handle))
 
 
 async def exchange(address: tuple[str, int], request: bytes) -> tuple[bytes, bytes]:
@@ -436,20 +442,12 @@ async def test_an_alert_coalesced_after_a_signal_goes_with_one_more_signal_when_
         second = await stack.http.post(receiver.url, json=webhook(alert(handle.id, name="DefectRateHigh")),
                                        headers=AUTHORIZED)
         assert (first.json()["signalled"], second.json()["coalesced"]) == ([handle.id], [handle.id])
-        signals = await until(lambda: _alert_signals_received(handle), lambda signals: len(signals) == 2,
+        signals = await until(lambda: alert_signals_received(handle), lambda signals: len(signals) == 2,
                               timeout=window + 30)
     (first_at, first_reason), (second_at, second_reason) = signals
     assert "Healthy" in first_reason and "DefectRateHigh" in second_reason
     assert (second_at - first_at).total_seconds() >= window - 0.01, "not before the window ends"
     await handle.terminate("test done")
-
-
-async def _alert_signals_received(handle: ExperimentHandle) -> list[tuple[datetime, str]]:
-    """Each `alert` signal in the history: when Temporal took it, and its reason."""
-    return [(event.event_time.ToDatetime(), json.loads(attrs.input.payloads[0].data)["reason"])
-            for event in (await handle.fetch_history()).events
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
-            and (attrs := event.workflow_execution_signaled_event_attributes).signal_name == "alert"]
 
 
 async def test_beyond_the_cap_requests_get_503_at_once_and_the_receiver_recovers(env: WorkflowEnvironment) -> None:
