@@ -21,6 +21,9 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY adapters ./adapters
 COPY cli ./cli
+COPY client ./client
+COPY workers ./workers
+COPY alert_receiver ./alert_receiver
 COPY examples ./examples
 COPY worker.py starter.py ./
 RUN pip install --no-cache-dir --no-deps . \

@@ -38,19 +38,19 @@ test: lint
 # `make test` runs these too; they skip with one line saying how to run them where an install cannot work.
 # The whole fault matrix (18 worker kills, ~10 min); `make test` runs two of it.
 test-faults: venv
-	ABROLLOUT_FAULT_MATRIX=all $(BIN)/pytest -q -rs tests/test_fault_matrix.py
+	ABROLLOUT_FAULT_MATRIX=all $(BIN)/pytest -q -rs tests/workers/test_fault_matrix.py
 
 test-load: venv
-	ABROLLOUT_LOAD_EXPERIMENTS=500 $(BIN)/pytest -q -rs -s tests/test_load.py
+	ABROLLOUT_LOAD_EXPERIMENTS=500 $(BIN)/pytest -q -rs -s tests/workers/test_load.py
 
 test-integration: venv
-	$(BIN)/pytest -q -rs tests/integration tests/test_client_specification.py
+	$(BIN)/pytest -q -rs tests/integration tests/abrollout/flags/test_client_specification.py
 
 demo: venv
 	$(BIN)/python -m cli.demo
 
 server: venv
-	$(BIN)/python -m cli.devserver
+	$(BIN)/python -m devserver
 
 worker: venv
 	$(BIN)/python worker.py

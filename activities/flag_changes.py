@@ -7,8 +7,8 @@ asked for (receipts.1). A mismatch (say someone edited the flag by hand) is neve
 from __future__ import annotations
 
 from abrollout.contracts.tools import ToolReceipt
-from abrollout.flag_eval import FlagState
-from abrollout.flag_plan import differences
+from abrollout.flags.evaluate import FlagState
+from abrollout.flags.states import differences
 from adapters.protocols import FlagProvider
 
 

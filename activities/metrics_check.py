@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 
 from abrollout.contracts.tools import CheckMetricsArgs, ToolReceipt
+from abrollout.contracts.verdicts import CheckInput
 from abrollout.stats.checkpoint import evaluate_check
-from abrollout.verdicts import CheckInput
 from adapters.protocols import MetricsSnapshot, MetricsSource, Registry
 
 

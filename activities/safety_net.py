@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from abrollout.safety_net import Abandoned, Closed, Found, Release, SweepInput, Terminate
+from abrollout.run.safety_net import Abandoned, Closed, Found, Release, SweepInput, Terminate
 from adapters.protocols import OpenExperiment, Registry
 from workflows.experiment import workflow_id
 

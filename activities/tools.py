@@ -33,11 +33,11 @@ from abrollout.contracts.tools import (
     ToolName,
     ToolReceipt,
 )
-from abrollout.flag_plan import allocation_state, single_arm_state
+from abrollout.flags.states import allocation_state, single_arm_state
 from abrollout.policy import cite
+from abrollout.report.dashboard import render_dashboard
 from activities.flag_changes import apply_verified
 from activities.metrics_check import run_check
-from adapters.dashboard_html import render_dashboard
 from adapters.protocols import AdapterRefusal, Adapters, ConcurrencyRefused
 
 log = structlog.get_logger("abrollout.tools")

@@ -14,7 +14,7 @@ import signal
 from typing import Literal
 
 from abrollout.contracts.tools import OpenTicketArgs, RegisterExperimentArgs
-from abrollout.flag_eval import FlagState
+from abrollout.flags.evaluate import FlagState
 from adapters.protocols import (
     Adapters,
     Change,

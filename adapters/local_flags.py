@@ -1,4 +1,4 @@
-"""The embedded flag provider: flags in SQLite, evaluated exactly as Unleash would (abrollout.flag_eval).
+"""The embedded flag provider: flags in SQLite, evaluated exactly as Unleash would (abrollout.flags.evaluate).
 
 Every change is a row keyed by its idempotency key (UNIQUE), written in the same transaction as the new
 state, so a change is applied at most once per key whatever crashes or retries happen around it.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from abrollout.flag_eval import FlagState
+from abrollout.flags.evaluate import FlagState
 from adapters.protocols import Change
 from adapters.sqlite_store import SqliteStore
 

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 import duckdb
 
-from abrollout.verdicts import MetricStats
+from abrollout.contracts.verdicts import MetricStats
 from adapters.protocols import MetricsSnapshot, Registered
 from adapters.running_aggregate import MICRO_UNITS_SQL, VALUE_SCALE, RunningAggregate
 from adapters.running_aggregate import SCHEMA as RUNNING_AGGREGATE_SCHEMA

@@ -28,7 +28,7 @@ from typing import Any, Literal, cast
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
-from abrollout.flag_eval import FlagState
+from abrollout.flags.evaluate import FlagState
 from adapters.faults import step_of
 from adapters.protocols import Adapters, Change, MetricsSnapshot, Registered
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from abrollout.contracts.tools import OpenTicketArgs, RegisterExperimentArgs
-from abrollout.flag_eval import FlagState
-from abrollout.verdicts import MetricStats
+from abrollout.contracts.verdicts import MetricStats
+from abrollout.flags.evaluate import FlagState
 
 
 class AdapterConfigError(RuntimeError):

@@ -6,7 +6,7 @@ hour and the flag as it stood when the hour was generated:
 - Arrivals: Poisson with rate `users_per_hour`, times `1 + 0.6 sin(2 pi (h mod 24 - 6) / 24)` when
   `daily_cycle` is on (a trough of 0.4x at midnight, a peak of 1.6x at noon, the same daily mean). Each user gets
   the id `u{h:05d}{i:06d}`, an arrival second uniform within the hour, and `context` attributes drawn by weight.
-- Assignment: through `abrollout.flag_eval.assign_many` on the flag's current state, with `now` = 2026-01-01 UTC
+- Assignment: through `abrollout.flags.evaluate.assign_many` on the flag's current state, with `now` = 2026-01-01 UTC
   plus h hours, so exposure rules, rollout and sticky bucketing are Unleash's. Users without a variant leave no row.
 - `exposure_loss[arm]` drops that fraction of the arm's users, events included: logging that silently breaks,
   which shows up as a sample ratio mismatch.
@@ -34,8 +34,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from abrollout.contracts.spec import EffectKind, Shift, Simulation
-from abrollout.flag_eval import NOT_EXPOSED, FlagState, assign_many, variant_names
-from abrollout.planner import flag_key
+from abrollout.flags.evaluate import NOT_EXPOSED, FlagState, assign_many, variant_names
+from abrollout.plan.planner import flag_key
 from adapters.protocols import Registered
 
 HOUR_SECONDS = 3600

@@ -33,8 +33,8 @@ from typing import Any
 import httpx
 
 from abrollout.contracts.constraints import MULTI_VALUE_OPERATORS, Constraint, Operator
-from abrollout.flag_eval import FlagState, FlexibleRollout, Payload, Variant
-from abrollout.planner import flag_key as experiment_flag
+from abrollout.flags.evaluate import FlagState, FlexibleRollout, Payload, Variant
+from abrollout.plan.planner import flag_key as experiment_flag
 from adapters.protocols import AdapterConfigError, Change
 from adapters.redaction import quote, url_secrets
 

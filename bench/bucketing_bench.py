@@ -3,7 +3,7 @@ per-user loop, and agreement with Unleash's own evaluation (a benchmark, not a t
 
     .venv/bin/python -m bench.bucketing_bench [--users N] [--quick] [--playground-users N] [--no-unleash]
 
-The flag is the one an experiment holds (abrollout.flag_plan.allocation_state): one flexibleRollout strategy,
+The flag is the one an experiment holds (abrollout.flags.states.allocation_state): one flexibleRollout strategy,
 stickiness userId, the experiment key as groupId, a gradual rollout of 60% and three arms split 50/30/20 as
 variants; once without exposure rules and once with two (`country in ["US","CA"]`, `app_version >= "5.2.0"`,
 so constraints are evaluated too). The users are N (1,000,000) ids of mixed lengths ("u" and up to 9 digits)
@@ -25,10 +25,10 @@ Agreement:
   hash (`normalized_hash_many`) against mmh3 one key at a time on N uniform-length ids (UUIDs: the hash's other
   code path);
 - (b) Unleash's client specification 6.1.0 (the 279 cases every Unleash SDK passes, loaded as
-  tests/test_client_specification.py does): agreeing / applicable with the scalar evaluator, and with the
-  vectorised one on every applicable case it can take (`_vector_case` says which and how);
-- (c) a real Unleash 8.2.0 (started here over a throwaway PostgreSQL, tests/servers/), its playground API user by
-  user (`--playground-users`, 1,000) on the experiment flag with rules, against both evaluators. Skipped, saying
+  tests/abrollout/flags/test_client_specification.py does): agreeing / applicable with the scalar evaluator, and with
+  the vectorised one on every applicable case it can take (`_vector_case` says which and how);
+- (c) a real Unleash 8.2.0 (started here over a throwaway PostgreSQL, tests/support/servers/), its playground API
+  user by user (`--playground-users`, 1,000) on the experiment flag with rules, against both evaluators. Skipped, saying
   why and how to run it, where Unleash cannot be installed or started.
 
 Timings on a shared 2-core machine are noisy; the ratios are the figures to compare.
@@ -55,9 +55,9 @@ import mmh3
 import numpy as np
 import pytest
 
-from abrollout.bucketing import VARIANT_SEED, normalized_hash, normalized_hash_many, variant_index
 from abrollout.contracts.tools import AllocateTrafficArgs
-from abrollout.flag_eval import (
+from abrollout.flags.bucketing import VARIANT_SEED, normalized_hash, normalized_hash_many, variant_index
+from abrollout.flags.evaluate import (
     DISABLED_VARIANT,
     NOT_EXPOSED,
     EvalContext,
@@ -69,10 +69,10 @@ from abrollout.flag_eval import (
     is_enabled,
     variant_names,
 )
-from abrollout.flag_plan import allocation_state
+from abrollout.flags.rules import parse_rules
+from abrollout.flags.states import allocation_state
 from abrollout.ids import idempotency_key
-from abrollout.planner import flag_key
-from abrollout.rules import parse_rules
+from abrollout.plan.planner import flag_key
 
 RULES = ['country in ["US","CA"]', 'app_version >= "5.2.0"']
 SPLIT = {"control": 50.0, "treatment": 30.0, "treatment_b": 20.0}
@@ -192,7 +192,7 @@ class SpecAgreement:
 
 
 def client_specification() -> SpecAgreement:
-    from tests import test_client_specification as spec
+    from tests.abrollout.flags import test_client_specification as spec
 
     found = SpecAgreement()
     try:
@@ -278,8 +278,8 @@ def _why(exc: BaseException) -> str:
 async def playground(count: int, seed: int) -> PlaygroundAgreement:
     from activities.flag_changes import apply_verified
     from adapters.unleash import UnleashFlags
-    from tests.servers import postgres as pg_server
-    from tests.servers import unleash as unleash_server
+    from tests.support.servers import postgres as pg_server
+    from tests.support.servers import unleash as unleash_server
 
     found = PlaygroundAgreement()
     async with AsyncExitStack() as stack:
@@ -389,7 +389,8 @@ def main(argv: list[str] | None = None) -> None:
         scalar = _pct(spec.scalar_agree, spec.scalar_applicable)
         print(f"(b) Unleash client specification 6.1.0: scalar evaluator {scalar} applicable cases agree "
               f"{_mark(spec.scalar_agree == spec.scalar_applicable)} "
-              f"({spec.not_applicable} not applicable: see NOT_APPLICABLE in tests/test_client_specification.py); "
+              f"({spec.not_applicable} not applicable: see NOT_APPLICABLE in "
+              f"tests/abrollout/flags/test_client_specification.py); "
               f"vectorised (assign_many) {_pct(spec.vector_agree, spec.vector_applicable)} of the applicable cases it "
               f"can take {_mark(spec.vector_agree == spec.vector_applicable)} (the other "
               f"{spec.scalar_applicable - spec.vector_applicable} hash a missing userId or are on for everyone)")

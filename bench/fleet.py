@@ -1,13 +1,13 @@
-"""A fleet of experiments on one worker: the harness behind bench/orchestration_bench.py and tests/test_load.py.
+"""A fleet of experiments on one worker: the harness behind bench/orchestration_bench.py and tests/workers/test_load.py.
 
     .venv/bin/python -m bench.fleet --n 100 500 --window 30 [--mode ours|floor] [--hour-seconds 30]
 
-`run_fleet` starts a Temporal dev server (free loopback port, SQLite in a temporary directory, cli.devserver) and
+`run_fleet` starts a Temporal dev server (free loopback port, SQLite in a temporary directory, devserver) and
 ONE worker as a separate process (`python -m bench.fleet worker`, so that its CPU time, per thread too, and its peak
 RSS are its own), then starts N workflows at once:
 
 - mode `ours`: N copies of bench/fleet.yaml (fleet-0000, ...) on the embedded adapters, on the worker worker.py
-  runs (cli.worker_setup.build_worker over adapters.config.build_adapters, all embedded);
+  runs (workers.assembly.build_worker over adapters.config.build_adapters, all embedded);
 - mode `floor`: N copies of bench/floor.py's bare workflow, the same timer cadence and one no-op activity per
   checkpoint, on a worker with the same settings: Temporal's floor on this machine.
 
@@ -52,14 +52,14 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+import devserver
 from abrollout.contracts.spec import ExperimentSpec
 from abrollout.contracts.tools import RegisterExperimentArgs
-from abrollout.spec_loader import check_raw
+from abrollout.spec.loader import check_raw
 from adapters.local_registry import LocalRegistry
 from adapters.protocols import OpenExperiment, Registered
 from bench.floor import NOOP_ACTIVITY, FloorInput, FloorWorkflow
-from cli import devserver
-from cli.worker_setup import build_worker
+from workers.assembly import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = Path(__file__).with_name("fleet.yaml")
@@ -67,7 +67,7 @@ CHECK_ACTIVITY = "CheckMetrics"
 DEFAULT_MAX_ACTIVITIES: int = inspect.signature(build_worker).parameters["max_concurrent_activities"].default
 WORKER_OPTIONS_ENV = "ABROLLOUT_BENCH_WORKER_OPTIONS"
 """JSON of extra temporalio Worker options for the fleet worker (e.g. {"max_cached_workflows": 200}): a knob for
-investigating worker settings without editing cli/worker_setup.py. Unset, the worker is exactly build_worker's."""
+investigating worker settings without editing workers/assembly.py. Unset, the worker is exactly build_worker's."""
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -149,7 +149,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
     from adapters.config import WorkerConfig, build_adapters
     from bench.floor import floor_checkpoint
-    from cli import logs
+    from client import logs
 
     logs.configure()
     client = await Client.connect(args.address, data_converter=pydantic_data_converter)
@@ -605,7 +605,7 @@ def _workflow_id(mode: str, index: int) -> str:
 
 
 async def _start(client: Client, config: FleetConfig, task_queue: str, indexes: range) -> None:
-    from cli.experiments import start_experiment
+    from client.experiments import start_experiment
 
     semaphore = asyncio.Semaphore(config.start_concurrency)
     spec = config.spec()

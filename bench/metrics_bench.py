@@ -509,7 +509,7 @@ def run_postgres(directory: Path, stores: list[tuple[Data, Path, Aggregate]],
     if not postgres_binaries():
         return [], ["  PostgreSQL: not installed here, so not measured; `make test-integration` installs it "
                     "(Debian's postgresql), then rerun this bench"]
-    from tests.servers import postgres as server_helpers
+    from tests.support.servers import postgres as server_helpers
 
     server = server_helpers.start()
     rows: list[Row] = []

@@ -3,8 +3,8 @@ rollback, on the real stack (a benchmark, not a timed test).
 
     .venv/bin/python -m bench.rollback_latency_bench [--repeat N] [--embedded-flags]
 
-The stack, all started here on loopback and stopped by pid: a Temporal dev server (cli/devserver.py, SQLite), a
-real Unleash 8.2.0 over a throwaway PostgreSQL (tests/servers/: installed into .cache/ on first use), a worker
+The stack, all started here on loopback and stopped by pid: a Temporal dev server (devserver/__init__.py, SQLite), a
+real Unleash 8.2.0 over a throwaway PostgreSQL (tests/support/servers/: installed into .cache/ on first use), a worker
 assembled exactly as worker.py does (adapters/config.build_adapters with flags = "unleash", embedded DuckDB
 metrics; run in this process so the bench can write into its metrics store), and `starter.py alert-receiver` as a
 subprocess, with a bearer token made for the run (every webhook carries it, as Alertmanager's
@@ -16,7 +16,7 @@ Unleash cannot be installed or started, the flags fall back to the embedded prov
 Each repetition starts one experiment on a real-time clock (hour_seconds 3600: its first scheduled check is an
 hour away, so only the push path can act within the run) and waits until it is set up. It writes healthy traffic
 and posts a first alert: a check that must not roll back. It waits out the workflow's minimum interval between
-alert checks (abrollout.inbox.ALERT_CHECK_MIN_INTERVAL), then writes the breach into the metrics store (15%
+alert checks (abrollout.run.inbox.ALERT_CHECK_MIN_INTERVAL), then writes the breach into the metrics store (15%
 of the treatment's users log a defect; the guardrail is defect_rate < 3%) and, the moment the write has committed
 ("visible"), posts an Alertmanager webhook to the receiver. From then on it polls Unleash's Admin API on its own
 until the flag serves control only, and reads the RollbackVariant receipt (with its read-back) from the history.
@@ -57,16 +57,17 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+import devserver
 from abrollout.contracts.records import ReceiptRecord
-from abrollout.inbox import ALERT_CHECK_MIN_INTERVAL
-from abrollout.planner import flag_key
+from abrollout.plan.planner import flag_key
+from abrollout.run.inbox import ALERT_CHECK_MIN_INTERVAL
 from adapters.config import Choices, UnleashSection, WorkerConfig, build_adapters
 from adapters.local_metrics import LocalMetrics
-from cli import devserver, logs
-from cli.alert_receiver import TOKEN_ENV
-from cli.experiments import ExperimentHandle, start_experiment
-from cli.worker_setup import build_worker
-from tests.alert_scenario import alert, bearer, breach_rows, healthy_rows, spec, webhook
+from alert_receiver import TOKEN_ENV
+from client import logs
+from client.experiments import ExperimentHandle, start_experiment
+from tests.support.alert_scenario import alert, bearer, breach_rows, healthy_rows, spec, webhook
+from workers.assembly import build_worker
 from workflows.experiment import ExperimentWorkflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,8 +118,8 @@ def unleash_or_fallback(stack: AsyncExitStack, embedded: bool) -> tuple[Any, str
     """(the Unleash server, what is used) or (None, why not); servers started here are stopped with `stack`."""
     if embedded:
         return None, "embedded flag provider (--embedded-flags)"
-    from tests.servers import postgres as pg_server
-    from tests.servers import unleash as unleash_server
+    from tests.support.servers import postgres as pg_server
+    from tests.support.servers import unleash as unleash_server
 
     try:
         pg = pg_server.start()

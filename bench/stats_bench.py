@@ -28,13 +28,13 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtri
 
+from abrollout.contracts.verdicts import policy_spending
 from abrollout.policy import PARAMS
 from abrollout.stats import always_valid
 from abrollout.stats.boundaries import Spending, efficacy_bounds, information_fractions
 from abrollout.stats.effects import Comparison, compare, effective_size
 from abrollout.stats.srm import chi_square
 from abrollout.stats.sufficient import SufficientStats, mean_summary
-from abrollout.verdicts import policy_spending
 
 Bools = NDArray[np.bool_]
 Floats = NDArray[np.float64]

@@ -58,14 +58,14 @@ with workflow.unsafe.imports_passed_through():  # the sandbox re-imports this mo
     from temporalio.worker import Worker
 
     from abrollout.contracts.spec import ExperimentSpec
-    from abrollout.spec_loader import check_text
+    from abrollout.spec.loader import check_text
     from adapters.local import local_adapters
     from adapters.protocols import MetricsSnapshot, MetricsSource, Registered
     from bench.profiling import Profile, recording
-    from cli.experiments import start_experiment
-    from cli.history import receipt_trail
-    from cli.worker_setup import build_worker
-    from tests.temporal_env import time_skipping
+    from client.experiments import start_experiment
+    from client.history import receipt_trail
+    from tests.support.temporal_env import time_skipping
+    from workers.assembly import build_worker
 
 HOUR = timedelta(hours=1)
 WARN_EVENTS = 10_240  # Temporal's history warnings start here (the hard limit is 51,200)
@@ -390,7 +390,7 @@ async def ninety_days(env: WorkflowEnvironment, history_limit: int | None, seed:
 
 
 def log_to(path: Path) -> None:
-    """The tool activities' log lines as the worker writes them off a terminal (JSON lines, as cli/logs.py
+    """The tool activities' log lines as the worker writes them off a terminal (JSON lines, as client/logs.py
     configures it), into a file: the same cost per call, and the table stays readable. The SDK core's warnings
     (the test server's missing capabilities; payloads over 512 KB, which the 90-day figure reports itself) go
     to the same file. Call before the first client: the runtime is set once."""

@@ -19,17 +19,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import Report
-from abrollout.control import AlertRequest, AllocationChange, PromoteRequest, StopRequest
-from abrollout.problems import errors_only
-from abrollout.safety_net import safety_net_workflow_id
+from abrollout.run.control import AlertRequest, AllocationChange, PromoteRequest, StopRequest
+from abrollout.run.safety_net import safety_net_workflow_id
+from abrollout.spec.problems import errors_only
 from cli import render
-from cli.connect import connect
-from cli.exits import BAD_INPUT, OK, RUNTIME_FAILURE, UserFacingError
-from cli.experiments import ExperimentHandle, registration, start_experiment
-from cli.history import receipt_trail
 from cli.safety_net import repair_of, repair_text
-from cli.settings import Settings, settings
 from cli.spec_input import load_checked_spec, refuse
+from client.connect import connect
+from client.exits import BAD_INPUT, OK, RUNTIME_FAILURE, UserFacingError
+from client.experiments import ExperimentHandle, registration, start_experiment
+from client.history import receipt_trail
+from client.settings import Settings, settings
 from workflows.experiment import ExperimentWorkflow, workflow_id
 from workflows.safety_net import SafetyNetWorkflow
 

@@ -16,13 +16,13 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cli import devserver
+import devserver
 from cli.commands import follow
-from cli.connect import connect
-from cli.exits import BAD_INPUT, OK, RUNTIME_FAILURE, UserFacingError, exit_process
-from cli.experiments import start_experiment
-from cli.settings import Settings, settings
 from cli.spec_input import load_checked_spec
+from client.connect import connect
+from client.exits import BAD_INPUT, OK, RUNTIME_FAILURE, UserFacingError, exit_process
+from client.experiments import start_experiment
+from client.settings import Settings, settings
 
 DEMO_SPEC = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
 ROOT = DEMO_SPEC.parent.parent

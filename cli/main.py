@@ -8,13 +8,14 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+import alert_receiver
 from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import Report
 from abrollout.contracts.spec import Domain, ExperimentSpec
-from abrollout.problems import errors_only
-from cli import alert_receiver, commands, render, safety_net
-from cli.exits import OK, UserFacingError
+from abrollout.spec.problems import errors_only
+from cli import commands, render, safety_net
 from cli.spec_input import load_checked_spec, refuse
+from client.exits import OK, UserFacingError
 
 EXIT_CODES = ("exit codes: 0 ok; 1 runtime failure (Temporal unreachable, no worker to register a started "
               "experiment, an experiment that failed or was terminated); 2 bad input or a policy refusal (the clause "

@@ -14,9 +14,9 @@ from abrollout.contracts.records import Checkpoint, DecisionState, ReceiptRecord
 from abrollout.contracts.report import Report
 from abrollout.contracts.spec import ExperimentSpec
 from abrollout.contracts.tools import ToolReceipt
-from abrollout.planner import ExperimentPlan
-from abrollout.problems import Problem
-from abrollout.verdicts import PowerPlan
+from abrollout.contracts.verdicts import PowerPlan
+from abrollout.plan.planner import ExperimentPlan
+from abrollout.spec.problems import Problem
 
 
 def spec_yaml(spec: ExperimentSpec) -> str:

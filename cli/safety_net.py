@@ -22,7 +22,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from abrollout.safety_net import (
+from abrollout.run.safety_net import (
     DEFAULT_STUCK_AFTER_SECONDS,
     RELEASE,
     ROLLBACK,
@@ -32,9 +32,9 @@ from abrollout.safety_net import (
     SweepReport,
     safety_net_workflow_id,
 )
-from cli.connect import connect
-from cli.exits import OK, RUNTIME_FAILURE, UserFacingError
-from cli.settings import Settings
+from client.connect import connect
+from client.exits import OK, RUNTIME_FAILURE, UserFacingError
+from client.settings import Settings
 from workflows.safety_net import ReconcileWorkflow, SafetyNetWorkflow
 
 SCHEDULE_ID = "abrollout-safety-net"

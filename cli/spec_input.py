@@ -9,8 +9,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from abrollout.problems import Problem
-from abrollout.spec_loader import (
+from abrollout.spec.loader import (
     MAX_SPEC_BYTES,
     SpecSyntaxError,
     Validation,
@@ -18,7 +17,8 @@ from abrollout.spec_loader import (
     parse_text,
     validate_raw,
 )
-from cli.exits import BAD_INPUT, UserFacingError
+from abrollout.spec.problems import Problem
+from client.exits import BAD_INPUT, UserFacingError
 
 _PROMPTS = {
     "treatment_spec": "treatment_spec (arms with config), e.g. {control: {prompt: v6}, treatment: {prompt: v7}}",

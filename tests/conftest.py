@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests import replay_guard
-from tests.servers.postgres import Postgres
-from tests.servers.postgres import start as start_postgres
+from tests.support import replay_guard
+from tests.support.servers.postgres import Postgres
+from tests.support.servers.postgres import start as start_postgres
 
 BASE_SPEC: dict[str, Any] = {
     "name": "ui-test-exp",
@@ -38,7 +38,7 @@ def postgres() -> Iterator[Postgres]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The replay guard (tests/replay_guard.py): one nondeterministic history fails the run."""
+    """The replay guard (tests/support/replay_guard.py): one nondeterministic history fails the run."""
     outcome = replay_guard.replay_all()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     lines = [outcome.line(), *(f"  NONDETERMINISTIC {failure}" for failure in outcome.failures)]

@@ -28,12 +28,23 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict, Field
 
-    from abrollout.checks import assess_check
     from abrollout.contracts.records import DecisionState, ReceiptRecord
     from abrollout.contracts.report import Report
     from abrollout.contracts.spec import ExperimentSpec
     from abrollout.contracts.tools import ToolName, ToolProposal, ToolReceipt
-    from abrollout.control import (
+    from abrollout.plan.planner import (
+        check_proposal,
+        closing_proposals,
+        plan,
+        snapshot_proposal,
+        ticket_proposal,
+        without_payload,
+    )
+    from abrollout.plan.verify import resolve_args, verify
+    from abrollout.policy import PARAMS, cite
+    from abrollout.report.render import dashboard_data, render
+    from abrollout.run.checks import assess_check
+    from abrollout.run.control import (
         AlertRequest,
         AllocationChange,
         Control,
@@ -44,19 +55,8 @@ with workflow.unsafe.imports_passed_through():
         check_promote,
         check_stop,
     )
-    from abrollout.inbox import ALERT_CHECK_MIN_INTERVAL, read
-    from abrollout.planner import (
-        check_proposal,
-        closing_proposals,
-        plan,
-        snapshot_proposal,
-        ticket_proposal,
-        without_payload,
-    )
-    from abrollout.policy import PARAMS, cite
-    from abrollout.report import dashboard_data, render
-    from abrollout.run_state import Command, RunState
-    from abrollout.verify import resolve_args, verify
+    from abrollout.run.inbox import ALERT_CHECK_MIN_INTERVAL, read
+    from abrollout.run.state import Command, RunState
     from workflows.search_attributes import EXPERIMENT_STATE
 
 NON_RETRYABLE = ["BadToolArgs", "PolicyRefusal", "NotFound", "AdapterRefusal"]

@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 with workflow.unsafe.imports_passed_through():
     from abrollout.contracts.records import ReceiptRecord
     from abrollout.contracts.tools import ToolProposal, ToolReceipt
-    from abrollout.safety_net import (
+    from abrollout.run.safety_net import (
         RELEASE,
         TERMINATE,
         Abandoned,

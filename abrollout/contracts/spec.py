@@ -1,7 +1,7 @@
 """The input contract: an experiment spec as a person writes it, typed and strict.
 
 Structure and types are checked here (unknown fields are errors, so typos never pass silently); the rules
-of exp_policy.v5 are checked in `abrollout.spec_policy`, so that every refusal there cites its clause.
+of exp_policy.v5 are checked in `abrollout.spec.admission`, so that every refusal there cites its clause.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from abrollout.contracts.constraints import Constraint
 from abrollout.contracts.records import DashboardData
 from abrollout.contracts.spec import CONTROL_ARM, ArmName, Effect, Guardrail, MetricName, Simulation
-from abrollout.verdicts import AnalysisPlan
+from abrollout.contracts.verdicts import AnalysisPlan
 
 Text = Annotated[str, StringConstraints(max_length=4000)]
 Ref = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -150,7 +150,7 @@ ARGS_BY_TOOL: dict[ToolName, type[ToolArgs]] = {
 
 
 class ToolProposal(BaseModel):
-    """A planned tool call. `preconditions` are machine-checked before it runs (see abrollout.verify):
+    """A planned tool call. `preconditions` are machine-checked before it runs (see abrollout.plan.verify):
     `done:<step>` (that step returned an ok receipt), `not_done:<step>`, `state:<decision state>`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

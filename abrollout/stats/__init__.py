@@ -1,7 +1,7 @@
 """Statistics for abrollout: sufficient statistics, group-sequential and always-valid tests, SRM, power.
 
 Import-light on purpose: this package module imports nothing, so the Temporal workflow sandbox can import
-sibling modules (`abrollout.verdicts`, `abrollout.decision`) without pulling in numpy or scipy. The modules
+`abrollout.contracts.verdicts` and `abrollout.run.decision` without pulling in numpy or scipy. The modules
 below need numpy/scipy and are used from activities and the bench:
 
 - `sufficient`: SufficientStats / JointStats (frozen, `+` merges), mean, ratio (delta method) and CUPED summaries

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from scipy.optimize import brentq
 from scipy.special import ndtr, ndtri
 
-from abrollout.verdicts import SpendingName, spending_label, spending_shape
+from abrollout.contracts.verdicts import SpendingName, spending_label, spending_shape
 
 _GRID_R = 18  # points per standard deviation in Jennison & Turnbull's grid (gsDesign's default)
 _GRID_R_MAX = 120  # resolution cap for looks that add a sliver of information (see _resolution)

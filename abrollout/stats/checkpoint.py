@@ -22,14 +22,7 @@ import math
 from dataclasses import dataclass
 
 from abrollout.contracts.spec import EffectKind, Guardrail, GuardrailScope, MetricKind
-from abrollout.policy import PARAMS
-from abrollout.stats import always_valid
-from abrollout.stats.boundaries import Spending, efficacy_bounds, information_fractions
-from abrollout.stats.effects import Comparison, compare, effective_size, two_sided_p
-from abrollout.stats.multiple import holm_group_sequential, holm_p_values
-from abrollout.stats.srm import srm_test
-from abrollout.stats.sufficient import MetricSummaries, summarise
-from abrollout.verdicts import (
+from abrollout.contracts.verdicts import (
     OVERALL,
     AnalysisPlan,
     ArmResult,
@@ -41,6 +34,13 @@ from abrollout.verdicts import (
     MetricStats,
     NonInferiorityResult,
 )
+from abrollout.policy import PARAMS
+from abrollout.stats import always_valid
+from abrollout.stats.boundaries import Spending, efficacy_bounds, information_fractions
+from abrollout.stats.effects import Comparison, compare, effective_size, two_sided_p
+from abrollout.stats.multiple import holm_group_sequential, holm_p_values
+from abrollout.stats.srm import srm_test
+from abrollout.stats.sufficient import MetricSummaries, summarise
 
 MIN_USERS = 2  # a variance needs two observations
 

@@ -18,8 +18,8 @@ from typing import Literal
 from scipy.special import ndtri
 
 from abrollout.contracts.spec import Effect, EffectKind
+from abrollout.contracts.verdicts import PowerPlan
 from abrollout.stats.boundaries import Spending, drift_for_power, efficacy_bounds, equally_spaced
-from abrollout.verdicts import PowerPlan
 
 PowerArgument = Literal["baseline_mean", "baseline_sd", "mde"]
 

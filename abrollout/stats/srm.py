@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import chi2
 
-from abrollout.verdicts import SrmResult
+from abrollout.contracts.verdicts import SrmResult
 
 
 def chi_square(counts: NDArray[np.float64], shares: Sequence[float]) -> NDArray[np.float64]:

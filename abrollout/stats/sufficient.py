@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from abrollout.verdicts import MetricStats
+from abrollout.contracts.verdicts import MetricStats
 
 Values = float | NDArray[np.float64]
 

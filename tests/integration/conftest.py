@@ -8,11 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers.postgres import Postgres
-from tests.servers.prometheus import Prometheus
-from tests.servers.prometheus import start as start_prometheus
-from tests.servers.unleash import Unleash
-from tests.servers.unleash import start as start_unleash
+from tests.support.servers.postgres import Postgres
+from tests.support.servers.prometheus import Prometheus
+from tests.support.servers.prometheus import start as start_prometheus
+from tests.support.servers.unleash import Unleash
+from tests.support.servers.unleash import start as start_unleash
 
 
 @pytest.fixture

@@ -25,20 +25,20 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.workflow import NondeterminismError
 
-from abrollout.safety_net import SweepInput
-from abrollout.spec_loader import check_raw
+import devserver
+from abrollout.run.safety_net import SweepInput
+from abrollout.spec.loader import check_raw
 from adapters.config import build_adapters, load_config, load_secrets
-from cli import devserver
-from cli.experiments import start_experiment
 from cli.safety_net import sweep_once
-from cli.worker_setup import build_worker
-from tests import replay_guard
-from tests.servers.postgres import Postgres
-from tests.servers.prometheus import Prometheus
-from tests.servers.unleash import Unleash
-from tests.temporal_env import dev_server
-from tests.test_cli_validate import ROOT
-from tests.test_safety_net import _failing_for, _status_is, _until, broken_worker
+from client.experiments import start_experiment
+from tests.cli.test_validate import ROOT
+from tests.support import replay_guard
+from tests.support.servers.postgres import Postgres
+from tests.support.servers.prometheus import Prometheus
+from tests.support.servers.unleash import Unleash
+from tests.support.temporal_env import dev_server
+from tests.workflows.test_safety_net import _failing_for, _status_is, _until, broken_worker
+from workers.assembly import build_worker
 
 GOLDEN = ROOT / "examples" / "golden"
 HOUR_SECONDS = 0.25

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from abrollout.verdicts import MetricStats
+from abrollout.contracts.verdicts import MetricStats
 from adapters import postgres_metrics
 from adapters.local_metrics import LocalMetrics
 from adapters.postgres_metrics import PostgresMetrics, WarehouseTables
@@ -26,14 +26,14 @@ from adapters.postgres_registry import PostgresRegistry
 from adapters.protocols import AdapterConfigError, ConcurrencyRefused
 from adapters.running_aggregate import VALUE_SCALE
 from adapters.simulator import Rows, simulate_hour
-from cli.devserver import free_port
-from tests.races import race
-from tests.servers.postgres import Postgres
-from tests.test_local_metrics import ARMS as STORE_ARMS
-from tests.test_local_metrics import EXP as STORE_EXP
-from tests.test_local_metrics import random_data
-from tests.test_local_stores import _registration
-from tests.test_simulator import EXP, FakeFlags, flag_state, registered, simulation
+from devserver import free_port
+from tests.adapters.test_local_metrics import ARMS as STORE_ARMS
+from tests.adapters.test_local_metrics import EXP as STORE_EXP
+from tests.adapters.test_local_metrics import random_data
+from tests.adapters.test_local_stores import _registration
+from tests.adapters.test_simulator import EXP, FakeFlags, flag_state, registered, simulation
+from tests.support.races import race
+from tests.support.servers.postgres import Postgres
 
 PASSWORD = "s3cret-Pa55word"
 DEFAULT = WarehouseTables()

@@ -17,10 +17,10 @@ from adapters.local_metrics import Aggregate, snapshot_id
 from adapters.postgres_metrics import PostgresMetrics, WarehouseTables
 from adapters.postgres_rollup import Rollup, install
 from adapters.protocols import AdapterConfigError
+from tests.adapters.test_local_metrics import ARMS, EXP, Data, awkward_data, exact_reference, random_data
+from tests.adapters.test_running_aggregate import joined, latest, split
 from tests.integration.test_postgres import DEFAULT, PASSWORD, READ_ONLY_ROLE, RENAMED, opened, with_password
-from tests.servers.postgres import Postgres
-from tests.test_local_metrics import ARMS, EXP, Data, awkward_data, exact_reference, random_data
-from tests.test_running_aggregate import joined, latest, split
+from tests.support.servers.postgres import Postgres
 
 METRICS = ["revenue", "clicks", "it's", "absent"]
 OTHER = "another-exp"

@@ -11,13 +11,13 @@ import httpx
 import pytest
 
 from abrollout.contracts.spec import Guardrail, Simulation
-from abrollout.flag_eval import FlagState, FlexibleRollout, Variant
+from abrollout.flags.evaluate import FlagState, FlexibleRollout, Variant
 from adapters.prometheus import PrometheusGuardrails, PrometheusQueryError
 from adapters.prometheus_remote_write import PrometheusMirror, RemoteWriteError, Sample, remote_write
 from adapters.protocols import AdapterConfigError
 from adapters.simulator import Rows, simulate_hour
-from cli.devserver import free_port
-from tests.servers.prometheus import Prometheus
+from devserver import free_port
+from tests.support.servers.prometheus import Prometheus
 
 LATENCY_QUERY = 'last_over_time(abrollout_latency_p95{experiment="$experiment"}[$window])'
 

@@ -15,16 +15,16 @@ import httpx
 import pytest
 
 from abrollout.contracts.tools import AllocateTrafficArgs
-from abrollout.flag_eval import DISABLED_VARIANT, EvalContext, FlagState, Variant, get_variant, is_enabled
-from abrollout.flag_plan import allocation_state, single_arm_state
+from abrollout.flags.evaluate import DISABLED_VARIANT, EvalContext, FlagState, Variant, get_variant, is_enabled
+from abrollout.flags.rules import parse_rules
+from abrollout.flags.states import allocation_state, single_arm_state
 from abrollout.ids import idempotency_key
-from abrollout.planner import flag_key
-from abrollout.rules import parse_rules
+from abrollout.plan.planner import flag_key
 from activities.flag_changes import apply_verified
 from adapters.protocols import AdapterConfigError
 from adapters.unleash import FlagConflict, UnleashFlags, UnsupportedFlag
-from cli.devserver import free_port
-from tests.servers.unleash import Unleash
+from devserver import free_port
+from tests.support.servers.unleash import Unleash
 
 RULES = ['country in ["US","CA"]', 'app_version >= "5.2.0"']
 EVERY_KIND_OF_RULE = ['plan == "pro"', "logged_in == true", 'tier != "free"', "age >= 18", "score > 2.5",

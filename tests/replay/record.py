@@ -12,12 +12,12 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
-from abrollout.control import StopRequest
+from abrollout.run.control import StopRequest
 from adapters.local import local_adapters
-from cli.experiments import start_experiment
-from cli.worker_setup import build_worker
-from tests.temporal_env import time_skipping
-from tests.workflow.conftest import golden_spec
+from client.experiments import start_experiment
+from tests.support.temporal_env import time_skipping
+from tests.workflows.conftest import golden_spec
+from workers.assembly import build_worker
 from workflows.experiment import ExperimentWorkflow
 
 HISTORIES = Path(__file__).resolve().parent / "histories"
