@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from abrollout.contracts.tools import CheckMetricsArgs, ToolReceipt
+from abrollout.contracts.tools import CheckMetricsArgs, CheckResult, MetricsReading, ToolCall, ToolReceipt
 from abrollout.contracts.verdicts import CheckInput
 from abrollout.stats.checkpoint import evaluate_check
 from adapters.protocols import MetricsSnapshot, MetricsSource, Registry
@@ -27,20 +27,17 @@ def _check_input(args: CheckMetricsArgs, primary: str, snapshot: MetricsSnapshot
         data_age_seconds=None if freshest is None else max(0.0, args.at_seconds - freshest))
 
 
-async def run_check(registry: Registry, metrics: MetricsSource, args: CheckMetricsArgs) -> ToolReceipt:
+async def run_check(registry: Registry, metrics: MetricsSource, call: ToolCall[CheckMetricsArgs]) -> ToolReceipt:
+    args = call.args
     registered = await registry.get(args.exp_id)
     plan = registered.args.analysis
     names = list(dict.fromkeys([plan.primary_metric, *(g.name for g in args.guardrails)]))
     snapshot = await metrics.snapshot(registered, args.run_id, args.at_seconds, names)
     verdict = await asyncio.to_thread(evaluate_check, plan, _check_input(args, plan.primary_metric, snapshot))
-    return ToolReceipt(
-        tool="", ok=True, ref=snapshot.snapshot_id,
+    reading = MetricsReading(assignments=snapshot.assignments, metrics=snapshot.metrics, observed=snapshot.observed,
+                             freshest_event_seconds=snapshot.freshest_event_seconds)
+    return call.receipt(
+        ok=True, ref=snapshot.snapshot_id,
         message=f"{args.kind} check {args.check_index} at {args.at_seconds / 3600:g}h"
         + (f": no data ({verdict.no_data_reason})" if verdict.no_data else ""),
-        data={"verdict": verdict.model_dump(mode="json"),
-              "snapshot": {"assignments": snapshot.assignments,
-                           "metrics": {m: {arm: s.model_dump(mode="json", exclude_none=True) for arm, s in arms.items()}
-                                       for m, arms in snapshot.metrics.items()},
-                           "observed": snapshot.observed,
-                           "freshest_event_seconds": snapshot.freshest_event_seconds},
-              "queries": list(snapshot.queries)})
+        check=CheckResult(verdict=verdict, snapshot=reading, queries=list(snapshot.queries)))

@@ -1,9 +1,8 @@
-"""One activity per tool, each a few lines: call the adapter, check the receipt, return it.
+"""The ten tools as typed activities, each a few lines over the adapters; workflows call them by reference.
 
-Idempotency lives in the adapters (each stores the key with its effect) and flag read-back lives in
-`activities.flag_changes`; the `tool` decorator adds what every tool shares: heartbeats while the call runs (a dead
-worker's attempt is retried after the heartbeat timeout, while a long warehouse query stays alive), one structured
-log line, and the mapping of refusals and bad arguments to non-retryable errors.
+Idempotency lives in the adapters (each stores the key with its effect), flag read-back in `flag_changes`; the `tool`
+decorator adds heartbeats (a dead worker's attempt is retried soon, a long query stays alive), one log line, and the
+mapping of refusals to non-retryable errors.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from abrollout.contracts.records import DashboardData
 from abrollout.contracts.tools import (
     AllocateTrafficArgs,
     CheckMetricsArgs,
@@ -33,6 +33,7 @@ from abrollout.contracts.tools import (
     ToolName,
     ToolReceipt,
 )
+from abrollout.flags.evaluate import FlagState
 from abrollout.flags.states import allocation_state, single_arm_state
 from abrollout.policy import cite
 from abrollout.report.dashboard import render_dashboard
@@ -77,8 +78,6 @@ def tool(name: ToolName) -> Callable[[Method], Method]:
             except ValidationError as exc:
                 raise ApplicationError(f"bad {name.value} args: {exc.error_count()} errors", type="BadToolArgs",
                                        non_retryable=True) from None
-            receipt = receipt.model_copy(update={"tool": name.value, "step": call.step,
-                                                 "idempotency_key": call.idempotency_key})
             log.info("tool", experiment=experiment, tool=name.value, step=call.step,
                      idempotency_key=call.idempotency_key, ref=receipt.ref, ok=receipt.ok,
                      attempt=activity.info().attempt)
@@ -96,9 +95,11 @@ class Tools:
         self.a = adapters
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.register_experiment, self.create_flag, self.start_run, self.allocate_traffic,
-                self.check_metrics, self.stop_run, self.promote_variant, self.rollback_variant,
-                self.snapshot_dashboard, self.open_ticket]
+        return [getattr(self, method.__name__) for method in TOOLS.values()]
+
+    async def _change_flag(self, call: ToolCall[Any], flag_key: str, desired: FlagState, reason: str) -> ToolReceipt:
+        change = await apply_verified(self.a.flags, flag_key, desired, call.idempotency_key, reason)
+        return call.receipt(change.ok, change.ref, change.message, change.data)
 
     @tool(ToolName.RegisterExperiment)
     async def register_experiment(self, call: ToolCall[RegisterExperimentArgs]) -> ToolReceipt:
@@ -107,64 +108,81 @@ class Tools:
             raise ConcurrencyRefused("an accelerated clock and simulated traffic run only on the embedded adapters "
                                      f"[{cite('clock.1')}]")
         exp_id = await self.a.registry.register(args, call.idempotency_key)
-        return ToolReceipt(tool="", ok=True, ref=exp_id, message=f"registered {args.exp_key} ({args.policy_id})",
-                           data={"analysis": args.analysis.model_dump(mode="json")})
+        return call.receipt(ok=True, ref=exp_id, message=f"registered {args.exp_key} ({args.policy_id})",
+                            data={"analysis": args.analysis.model_dump(mode="json")})
 
     @tool(ToolName.CreateFlag)
     async def create_flag(self, call: ToolCall[CreateFlagArgs]) -> ToolReceipt:
         args = call.args
         change = await self.a.flags.create_flag(args.flag_key, args.description, call.idempotency_key)
         exists = await self.a.flags.read(args.flag_key) is not None
-        return ToolReceipt(tool="", ok=exists, ref=change.change_id,
-                           message="flag created and read back" if exists else "flag not found on read-back")
+        return call.receipt(ok=exists, ref=change.change_id,
+                            message="flag created and read back" if exists else "flag not found on read-back")
 
     @tool(ToolName.StartRun)
     async def start_run(self, call: ToolCall[StartRunArgs]) -> ToolReceipt:
         args = call.args
         run_id = await self.a.registry.start_run(args.exp_id, args.run_name, args.population, call.idempotency_key)
-        return ToolReceipt(tool="", ok=True, ref=run_id, message=f"run {args.run_name} started")
+        return call.receipt(ok=True, ref=run_id, message=f"run {args.run_name} started")
 
     @tool(ToolName.AllocateTraffic)
     async def allocate_traffic(self, call: ToolCall[AllocateTrafficArgs]) -> ToolReceipt:
         args = call.args
         reason = f"ramp step {args.ramp_step}: {args.rollout_percent:g}% exposure, split {args.split}"
-        return await apply_verified(self.a.flags, args.flag_key, allocation_state(args), call.idempotency_key,
-                                    reason)
+        return await self._change_flag(call, args.flag_key, allocation_state(args), reason)
 
     @tool(ToolName.CheckMetrics)
     async def check_metrics(self, call: ToolCall[CheckMetricsArgs]) -> ToolReceipt:
-        return await run_check(self.a.registry, self.a.metrics, call.args)
+        return await run_check(self.a.registry, self.a.metrics, call)
 
     @tool(ToolName.StopRun)
     async def stop_run(self, call: ToolCall[StopRunArgs]) -> ToolReceipt:
         stop_id = await self.a.registry.stop_run(call.args.run_id, call.args.reason, call.idempotency_key)
-        return ToolReceipt(tool="", ok=True, ref=stop_id, message=f"run stopped: {call.args.reason}"[:500])
+        return call.receipt(ok=True, ref=stop_id, message=f"run stopped: {call.args.reason}"[:500])
 
     @tool(ToolName.PromoteVariant)
     async def promote_variant(self, call: ToolCall[PromoteVariantArgs]) -> ToolReceipt:
         args = call.args
         current = await self.a.flags.read(args.flag_key)
-        return await apply_verified(self.a.flags, args.flag_key, single_arm_state(current, args.flag_key, args.variant),
-                                    call.idempotency_key, f"promote {args.variant}: {args.reason}")
+        return await self._change_flag(call, args.flag_key, single_arm_state(current, args.flag_key, args.variant),
+                                       f"promote {args.variant}: {args.reason}")
 
     @tool(ToolName.RollbackVariant)
     async def rollback_variant(self, call: ToolCall[RollbackVariantArgs]) -> ToolReceipt:
         args = call.args
         current = await self.a.flags.read(args.flag_key)
-        return await apply_verified(self.a.flags, args.flag_key,
-                                    single_arm_state(current, args.flag_key, args.to_variant),
-                                    call.idempotency_key, f"rollback to {args.to_variant}: {args.reason}")
+        return await self._change_flag(call, args.flag_key, single_arm_state(current, args.flag_key, args.to_variant),
+                                       f"rollback to {args.to_variant}: {args.reason}")
 
     @tool(ToolName.SnapshotDashboard)
     async def snapshot_dashboard(self, call: ToolCall[SnapshotDashboardArgs]) -> ToolReceipt:
         args = call.args
+        if not isinstance(args.data, DashboardData):
+            raise ApplicationError("SnapshotDashboard needs the dashboard's data, not its digest", type="BadToolArgs",
+                                   non_retryable=True)
         dashboard_id = await self.a.dashboards.publish(render_dashboard(args.data), args.exp_key, args.label)
         tsdb = await self.a.tsdb.tsdb_snapshot() if self.a.tsdb is not None else None
-        return ToolReceipt(tool="", ok=True, ref=dashboard_id, message=f"{args.label} snapshot of {args.exp_key}"
-                           + (f"; metrics TSDB snapshot {tsdb}" if tsdb else ""),
-                           data={"tsdb_snapshot": tsdb} if tsdb else None)
+        return call.receipt(ok=True, ref=dashboard_id, message=f"{args.label} snapshot of {args.exp_key}"
+                            + (f"; metrics TSDB snapshot {tsdb}" if tsdb else ""),
+                            data={"tsdb_snapshot": tsdb} if tsdb else None)
 
     @tool(ToolName.OpenTicket)
     async def open_ticket(self, call: ToolCall[OpenTicketArgs]) -> ToolReceipt:
         ticket_id = await self.a.tickets.open(call.args, call.idempotency_key)
-        return ToolReceipt(tool="", ok=True, ref=ticket_id, message=f"{call.args.severity}: {call.args.title}")
+        return call.receipt(ok=True, ref=ticket_id, message=f"{call.args.severity}: {call.args.title}")
+
+
+ToolMethod = Callable[[Tools, ToolCall[Any]], Awaitable[ToolReceipt]]
+TOOLS: dict[ToolName, ToolMethod] = {
+    ToolName.RegisterExperiment: Tools.register_experiment,
+    ToolName.CreateFlag: Tools.create_flag,
+    ToolName.StartRun: Tools.start_run,
+    ToolName.AllocateTraffic: Tools.allocate_traffic,
+    ToolName.CheckMetrics: Tools.check_metrics,
+    ToolName.StopRun: Tools.stop_run,
+    ToolName.PromoteVariant: Tools.promote_variant,
+    ToolName.RollbackVariant: Tools.rollback_variant,
+    ToolName.SnapshotDashboard: Tools.snapshot_dashboard,
+    ToolName.OpenTicket: Tools.open_ticket,
+}
+"""Each tool's activity, for workflows to call by reference (`workflow.execute_activity_method`)."""

@@ -146,7 +146,8 @@ async def cmd_start(args: argparse.Namespace, s: Settings) -> int:
         raise refuse(errors_only(check.problems) or check.problems, args.spec)
     client = await connect(s)
     try:
-        handle = await start_experiment(client, check.spec, s.task_queue, tool_timeout_seconds=args.tool_timeout)
+        handle = await start_experiment(client, check.spec, s.task_queue, tool_timeout_seconds=args.tool_timeout,
+                                        experiment_plan=check.plan)
     except WorkflowAlreadyStartedError:
         raise UserFacingError(f"error: an experiment named '{check.spec.name}' already exists "
                               f"({workflow_id(check.spec.name or '')}); fix: give the spec a new `name`",

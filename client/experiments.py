@@ -17,7 +17,9 @@ from temporalio.common import (
 from abrollout.contracts.report import Report
 from abrollout.contracts.spec import ExperimentSpec
 from abrollout.contracts.tools import ToolReceipt
-from workflows.experiment import ExperimentInput, ExperimentWorkflow, workflow_id
+from abrollout.plan.planner import ExperimentPlan, plan
+from abrollout.run.input import ExperimentInput
+from workflows.experiment import ExperimentWorkflow, workflow_id
 from workflows.search_attributes import EXPERIMENT_DOMAIN, EXPERIMENT_STATE, PRIMARY_METRIC
 
 ExperimentHandle = WorkflowHandle[ExperimentWorkflow, Report]
@@ -30,19 +32,23 @@ def search_attributes(spec: ExperimentSpec) -> TypedSearchAttributes:
 
 
 async def start_experiment(client: Client, spec: ExperimentSpec, task_queue: str,
-                           max_history_events: int | None = None, tool_timeout_seconds: int = 60) -> ExperimentHandle:
-    """Start the experiment's workflow; a second start of the same name is refused by Temporal itself
-    (the workflow id is the experiment key and ids are never reused), never duplicated."""
+                           max_history_events: int | None = None, tool_timeout_seconds: int = 60,
+                           experiment_plan: ExperimentPlan | None = None) -> ExperimentHandle:
+    """Start the experiment's workflow with its plan (made here unless the caller already made it); a second start
+    of the same name is refused by Temporal itself (ids are never reused), never duplicated. The UI shows the plan's
+    policy and hash."""
     if spec.name is None:
         raise ValueError("start_experiment needs a normalised spec")
+    planned = experiment_plan or plan(spec)
     return await client.start_workflow(
-        ExperimentWorkflow.run, ExperimentInput(spec=spec, max_history_events=max_history_events,
+        ExperimentWorkflow.run, ExperimentInput(spec=spec, plan=planned, max_history_events=max_history_events,
                                                 tool_timeout_seconds=tool_timeout_seconds),
         id=workflow_id(spec.name), task_queue=task_queue, search_attributes=search_attributes(spec),
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE, id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        memo={"policy": planned.policy_id, "plan_hash": planned.plan_hash},
         static_summary=f"{spec.domain.value} experiment {spec.name}: {spec.primary_metric.name}, "
                        f"MDE {spec.mde.describe()}"[:200],
-        static_details=spec.hypothesis or "")
+        static_details=f"{spec.hypothesis or ''}\n\npolicy {planned.policy_id} · plan {planned.plan_hash}")
 
 
 async def registration(client: Client, handle: ExperimentHandle, timeout_seconds: float) -> str | None:

@@ -26,21 +26,19 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel
 
     from abrollout.contracts.records import DecisionState, ReceiptRecord
     from abrollout.contracts.report import Report
-    from abrollout.contracts.spec import ExperimentSpec
-    from abrollout.contracts.tools import ToolName, ToolProposal, ToolReceipt
+    from abrollout.contracts.tools import ToolArgs, ToolCall, ToolName, ToolProposal, ToolReceipt
     from abrollout.plan.planner import (
         check_proposal,
         closing_proposals,
-        plan,
         snapshot_proposal,
         ticket_proposal,
         without_payload,
     )
-    from abrollout.plan.verify import resolve_args, verify
+    from abrollout.plan.verify import Blocked, verify
     from abrollout.policy import PARAMS, cite
     from abrollout.report.render import dashboard_data, render
     from abrollout.run.checks import assess_check
@@ -56,7 +54,9 @@ with workflow.unsafe.imports_passed_through():
         check_stop,
     )
     from abrollout.run.inbox import ALERT_CHECK_MIN_INTERVAL, read
+    from abrollout.run.input import ExperimentInput
     from abrollout.run.state import Command, RunState
+    from activities.tools import TOOLS
     from workflows.search_attributes import EXPERIMENT_STATE
 
 NON_RETRYABLE = ["BadToolArgs", "PolicyRefusal", "NotFound", "AdapterRefusal"]
@@ -74,19 +74,6 @@ TIMED_CHECKS = "timed-checks"
 DUE_TOLERANCE = 0.5  # experiment seconds: float slack when comparing the clock with a due time (before TIMED_CHECKS)
 
 
-class ExperimentInput(BaseModel):
-    """The validated, normalised spec; `state` is set only when the workflow continues as new."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    spec: ExperimentSpec
-    state: RunState | None = None
-    max_history_events: int | None = None  # test hook: continue as new earlier than the server suggests
-    tool_timeout_seconds: int = Field(default=60, ge=1, le=3600,
-                                      description="How long one tool call may run before Temporal retries it, "
-                                      "possibly on another worker (a dead worker is noticed after this).")
-
-
 def workflow_id(exp_key: str) -> str:
     return f"exp-{exp_key}"
 
@@ -95,7 +82,7 @@ def workflow_id(exp_key: str) -> str:
 class ExperimentWorkflow:
     @workflow.init
     def __init__(self, inp: ExperimentInput) -> None:
-        self.s = inp.state or RunState(spec=inp.spec, plan=plan(inp.spec))
+        self.s = inp.state or RunState(spec=inp.spec, plan=inp.plan)
         self.max_history_events = inp.max_history_events
         self.tool_timeout = timedelta(seconds=inp.tool_timeout_seconds)
         self._handling = False  # the first queued command is being carried out
@@ -421,17 +408,18 @@ class ExperimentWorkflow:
         """Verify, then run the tool; a blocked or failed proposal is recorded with ok=false and the reason."""
         if proposal not in self.s.plan.setup and proposal not in self.s.plan.ramp_steps:
             self.s.proposals.append(without_payload(proposal))
-        blocked = verify(proposal, self.s.refs, self.s.state.value, bool(self.s.breaches))
-        if blocked:
-            receipt = ToolReceipt(tool=proposal.name, ok=False, ref="blocked", message=blocked, step=proposal.step,
+        try:
+            args = verify(proposal, self.s.refs, self.s.state.value, bool(self.s.breaches))
+        except Blocked as exc:
+            receipt = ToolReceipt(tool=proposal.name, ok=False, ref="blocked", message=str(exc), step=proposal.step,
                                   idempotency_key=proposal.idempotency_key)
             self.s.record(proposal, receipt)
             return receipt
-        call = {"step": proposal.step, "idempotency_key": proposal.idempotency_key,
-                "args": resolve_args(proposal.args, self.s.refs)}
+        call: ToolCall[ToolArgs] = ToolCall(tool=proposal.name, step=proposal.step,
+                                            idempotency_key=proposal.idempotency_key, args=args)
         try:
-            receipt = await workflow.execute_activity(
-                proposal.name, call, result_type=ToolReceipt, retry_policy=TOOL_RETRY,
+            receipt = await workflow.execute_activity_method(
+                TOOLS[proposal.name], call, retry_policy=TOOL_RETRY,
                 start_to_close_timeout=CHECK_TIMEOUT if proposal.name == ToolName.CheckMetrics else self.tool_timeout,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT, summary=f"{proposal.step}: {proposal.name}")
         except ActivityError as exc:
@@ -453,7 +441,7 @@ class ExperimentWorkflow:
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
         self.s.continued += 1
-        workflow.continue_as_new(ExperimentInput(spec=self.s.spec, state=self.s.carried(),
+        workflow.continue_as_new(ExperimentInput(spec=self.s.spec, plan=self.s.plan, state=self.s.carried(),
                                                  max_history_events=self.max_history_events,
                                                  tool_timeout_seconds=int(self.tool_timeout.total_seconds())))
 

@@ -18,7 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlrea
 
 with workflow.unsafe.imports_passed_through():
     from abrollout.contracts.records import ReceiptRecord
-    from abrollout.contracts.tools import ToolProposal, ToolReceipt
+    from abrollout.contracts.tools import ToolCall, ToolProposal
     from abrollout.run.safety_net import (
         RELEASE,
         TERMINATE,
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         ticket_proposal,
     )
     from activities.safety_net import SafetyNetActivities
+    from activities.tools import TOOLS
     from workflows.experiment import HEARTBEAT_TIMEOUT, TOOL_RETRY
 
 OPTIONS: dict[str, Any] = {"retry_policy": TOOL_RETRY, "start_to_close_timeout": timedelta(minutes=1),
@@ -65,10 +66,11 @@ class SafetyNetWorkflow:
 
 async def _tool(proposal: ToolProposal) -> ReceiptRecord:
     """One of the experiment's own tools, as the experiment would call it."""
-    call = {"step": proposal.step, "idempotency_key": proposal.idempotency_key, "args": proposal.args}
+    call: ToolCall[Any] = ToolCall(tool=proposal.name, step=proposal.step,
+                                   idempotency_key=proposal.idempotency_key, args=proposal.args)
     try:
-        receipt = await workflow.execute_activity(proposal.name, call, result_type=ToolReceipt,
-                                                  summary=f"{proposal.step}: {proposal.name}", **OPTIONS)
+        receipt = await workflow.execute_activity_method(TOOLS[proposal.name], call,
+                                                         summary=f"{proposal.step}: {proposal.name}", **OPTIONS)
     except ActivityError as exc:
         return _failed(proposal.step, proposal.name, proposal.idempotency_key, exc)
     return ReceiptRecord(step=proposal.step, tool=proposal.name, ok=receipt.ok, ref=receipt.ref,

@@ -8,16 +8,20 @@ stable before and after.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from abrollout.contracts.constraints import Constraint
 from abrollout.contracts.records import DashboardData, DecisionState
 from abrollout.contracts.spec import CONTROL_ARM, ExperimentSpec, Guardrail, RampStep
 from abrollout.contracts.tools import (
+    PROPOSAL_OF,
     AllocateTrafficArgs,
     CheckMetricsArgs,
     CreateFlagArgs,
     OpenTicketArgs,
+    PayloadDigest,
     PromoteVariantArgs,
     RegisterExperimentArgs,
     RollbackVariantArgs,
@@ -40,7 +44,8 @@ HOUR = 3600
 
 
 class ExperimentPlan(BaseModel):
-    """Everything the workflow needs to run an experiment, derived once from the normalised spec."""
+    """Everything the workflow needs to run an experiment, derived once from the normalised spec by the starter
+    and carried in the workflow's input. Arms, split, primary metric and guardrails live once, in `analysis`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -48,13 +53,10 @@ class ExperimentPlan(BaseModel):
     flag_key: str
     spec_hash: str
     policy_id: str
+    plan_hash: str = Field(default="", description="Digest of everything else in the plan: shown in the UI.")
     domain: str
-    arms: list[str]
-    split: dict[str, float]
     exposure_rules: list[str]
     constraints: list[Constraint]
-    primary_metric: str
-    guardrails: list[Guardrail]
     ramp: list[RampStep]
     guardrail_check_every: int
     analysis_every: int
@@ -66,12 +68,38 @@ class ExperimentPlan(BaseModel):
     setup: list[ToolProposal]
     ramp_steps: list[ToolProposal]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _without_copies(cls, value: Any) -> Any:
+        """Plans recorded before `analysis` was their one home for these carried copies of them."""
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if k not in _COPIED_INTO_ANALYSIS}
+        return value
 
-def propose(exp_key: str, step: str, tool: ToolName, args: ToolArgs, preconditions: list[str]) -> ToolProposal:
-    """A proposal whose key hashes the args as written (placeholders included)."""
-    body = args.model_dump(mode="json")
-    return ToolProposal(name=tool, step=step, args=body, preconditions=preconditions,
-                        idempotency_key=idempotency_key(exp_key, step, {"tool": tool.value, "args": body}))
+    @property
+    def arms(self) -> list[str]:
+        return list(self.analysis.arms)
+
+    @property
+    def split(self) -> dict[str, float]:
+        return dict(self.analysis.split)
+
+    @property
+    def primary_metric(self) -> str:
+        return self.analysis.primary_metric
+
+    @property
+    def guardrails(self) -> list[Guardrail]:
+        return list(self.analysis.guardrails)
+
+
+_COPIED_INTO_ANALYSIS = frozenset({"arms", "split", "primary_metric", "guardrails"})
+
+
+def propose(exp_key: str, step: str, args: ToolArgs, preconditions: list[str]) -> ToolProposal:
+    """A proposal for the tool the args are for, its key a hash of the args as written (placeholders included)."""
+    key = idempotency_key(exp_key, step, {"tool": args.tool.value, "args": args.model_dump(mode="json")})
+    return PROPOSAL_OF[args.tool](step=step, args=args, preconditions=preconditions, idempotency_key=key)
 
 
 def _decision_rule(spec: ExperimentSpec) -> str:
@@ -135,25 +163,25 @@ def plan(spec: ExperimentSpec) -> ExperimentPlan:
                           description=f"abrollout experiment {key}: {spec.hypothesis}"[:4000])
     run = StartRunArgs(exp_id=EXP_ID, run_name=f"{key}-run", population=spec.allocation.population)
     setup = [
-        propose(key, "register", ToolName.RegisterExperiment, register, []),
-        propose(key, "flag", ToolName.CreateFlag, flag, ["done:register"]),
-        propose(key, "run", ToolName.StartRun, run, ["done:register"]),
+        propose(key, "register", register, []),
+        propose(key, "flag", flag, ["done:register"]),
+        propose(key, "run", run, ["done:register"]),
     ]
     ramp_steps = []
     for i, step in enumerate(spec.ramp):
         args = AllocateTrafficArgs(flag_key=key_of_flag, group_id=key, exp_id=EXP_ID, split=split, exposure_rules=rules,
                                    constraints=constraints, rollout_percent=step.percent, ramp_step=i)
         needs = ["done:register", "done:flag", "done:run"] if i == 0 else [f"done:allocate-{i - 1}"]
-        ramp_steps.append(propose(key, f"allocate-{i}", ToolName.AllocateTraffic, args, [*needs, "state:running"]))
+        ramp_steps.append(propose(key, f"allocate-{i}", args, [*needs, "state:running"]))
     setup.append(ramp_steps[0])
-    return ExperimentPlan(
+    unhashed = ExperimentPlan(
         exp_key=key, flag_key=key_of_flag, spec_hash=spec_hash, policy_id=POLICY_ID, domain=spec.domain.value,
-        arms=list(spec.arms), split=split, exposure_rules=rules, constraints=constraints,
-        primary_metric=spec.primary_metric.name, guardrails=list(spec.guardrails), ramp=list(spec.ramp),
+        exposure_rules=rules, constraints=constraints, ramp=list(spec.ramp),
         guardrail_check_every=spec.schedule.guardrail_check_every, analysis_every=spec.schedule.analysis_every,
         max_duration_seconds=spec.max_duration_days * DAY, planned_looks=looks,
         hour_seconds=spec.schedule.hour_seconds, owners=list(spec.owners), analysis=analysis, setup=setup,
         ramp_steps=ramp_steps[1:])
+    return unhashed.model_copy(update={"plan_hash": digest(unhashed.model_dump(mode="json"))})
 
 
 def check_proposal(p: ExperimentPlan, kind: str, index: int, at_seconds: int, step: str | None = None,
@@ -165,36 +193,37 @@ def check_proposal(p: ExperimentPlan, kind: str, index: int, at_seconds: int, st
                             check_index=index, at_seconds=at_seconds, primary_metric=p.primary_metric,
                             guardrails=p.guardrails, lookback_hours=lookback,
                             prior_look_sizes=prior_look_sizes or [])
-    return propose(p.exp_key, step or f"check-{kind}-{index}", ToolName.CheckMetrics, args, ["done:allocate-0"])
+    return propose(p.exp_key, step or f"check-{kind}-{index}", args, ["done:allocate-0"])
 
 
 def _stop(p: ExperimentPlan, reason: str) -> ToolProposal:
-    return propose(p.exp_key, "stop", ToolName.StopRun, StopRunArgs(run_id=RUN_ID, reason=reason), ["done:run"])
+    return propose(p.exp_key, "stop", StopRunArgs(run_id=RUN_ID, reason=reason), ["done:run"])
 
 
 def _rollback(p: ExperimentPlan, reason: str) -> ToolProposal:
     args = RollbackVariantArgs(flag_key=p.flag_key, to_variant=CONTROL_ARM, reason=reason)
-    return propose(p.exp_key, "rollback", ToolName.RollbackVariant, args, ["done:flag"])
+    return propose(p.exp_key, "rollback", args, ["done:flag"])
 
 
 def snapshot_proposal(p: ExperimentPlan, step: str, data: DashboardData) -> ToolProposal:
     """A dashboard snapshot of `data`, built when it is taken so it shows the receipts up to that moment."""
     args = SnapshotDashboardArgs(run_id=RUN_ID, exp_key=p.exp_key, label=data.label, data=data)
-    return propose(p.exp_key, step, ToolName.SnapshotDashboard, args, ["done:run"])
+    return propose(p.exp_key, step, args, ["done:run"])
 
 
 def without_payload(proposal: ToolProposal) -> ToolProposal:
     """The proposal as kept in the run state: a dashboard's data is replaced by its digest (the full data is
     in the activity's input in the history), so the state stays small across continue-as-new."""
-    if proposal.name is not ToolName.SnapshotDashboard:
+    if proposal.name is not ToolName.SnapshotDashboard or isinstance(proposal.args.data, PayloadDigest):
         return proposal
-    return proposal.model_copy(update={"args": {**proposal.args, "data": {"digest": digest(proposal.args["data"])}}})
+    data = PayloadDigest(digest=digest(proposal.args.data.model_dump(mode="json")))
+    return proposal.model_copy(update={"args": proposal.args.model_copy(update={"data": data})})
 
 
 def ticket_proposal(p: ExperimentPlan, step: str, title: str, description: str, severity: str) -> ToolProposal:
     args = OpenTicketArgs(exp_key=p.exp_key, title=title[:200], description=description[:4000],
                           severity=severity, owners=p.owners)
-    return propose(p.exp_key, step, ToolName.OpenTicket, args, ["done:register"])
+    return propose(p.exp_key, step, args, ["done:register"])
 
 
 def closing_proposals(p: ExperimentPlan, state: DecisionState, reason: str, *, arm: str | None = None,
@@ -204,8 +233,7 @@ def closing_proposals(p: ExperimentPlan, state: DecisionState, reason: str, *, a
     if state is DecisionState.promote:
         if arm is None:
             raise ValueError("a promote decision names the arm")
-        promote = propose(p.exp_key, "promote", ToolName.PromoteVariant,
-                          PromoteVariantArgs(flag_key=p.flag_key, variant=arm, reason=reason),
+        promote = propose(p.exp_key, "promote", PromoteVariantArgs(flag_key=p.flag_key, variant=arm, reason=reason),
                           ["done:allocate-0", "no_breach"])
         return [promote, _stop(p, reason)]
     if state is DecisionState.guardrail_stop:

@@ -1,40 +1,43 @@
-"""Verification of a tool proposal before it runs: allowed tool, valid typed args, preconditions met.
+"""The gate every tool call passes: its preconditions hold and its args, placeholders filled in, are valid.
 
-The workflow runs a proposal only when `verify` returns None; otherwise it records a blocked receipt with
-the reason and never calls the tool (exp_policy.v5#verify.1).
+The workflow calls a tool only with the args `verify` returns; a `Blocked` proposal is recorded with the reason and
+never runs (exp_policy.v5#verify.1).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Set
-from typing import Any
+from typing import TypeVar
 
 from pydantic import ValidationError
 
-from abrollout.contracts.tools import ARGS_BY_TOOL, ToolName, ToolProposal
+from abrollout.contracts.tools import ToolArgs, ToolName, ToolProposal
 from abrollout.policy import cite
 
 _PLACEHOLDER = re.compile(r"^\$\{([a-z0-9-]+)\.ref\}$")
+ArgsT = TypeVar("ArgsT", bound=ToolArgs)
+
+
+class Blocked(ValueError):
+    """Why a proposal may not run."""
 
 
 class Unresolved(ValueError):
     """A placeholder names a step that has no ok receipt yet."""
 
 
-def resolve_args(args: Mapping[str, Any], refs: Mapping[str, str]) -> dict[str, Any]:
-    """Replace `${step.ref}` strings with the ref of that step's ok receipt."""
-    resolved: dict[str, Any] = {}
-    for key, value in args.items():
+def resolve_args(args: ArgsT, refs: Mapping[str, str]) -> ArgsT:
+    """The args with each `${step.ref}` string replaced by the ref of that step's ok receipt, validated again."""
+    filled: dict[str, str] = {}
+    for name in type(args).model_fields:
+        value = getattr(args, name)
         match = _PLACEHOLDER.match(value) if isinstance(value, str) else None
         if match:
-            step = match.group(1)
-            if step not in refs:
-                raise Unresolved(f"{key} needs the receipt of step '{step}', which has none")
-            resolved[key] = refs[step]
-        else:
-            resolved[key] = value
-    return resolved
+            if match.group(1) not in refs:
+                raise Unresolved(f"{name} needs the receipt of step '{match.group(1)}', which has none")
+            filled[name] = refs[match.group(1)]
+    return type(args).model_validate({**args.model_dump(), **filled}) if filled else args
 
 
 def _precondition_failure(condition: str, done: Set[str], state: str, breached: bool) -> str | None:
@@ -50,23 +53,18 @@ def _precondition_failure(condition: str, done: Set[str], state: str, breached: 
     return f"unknown precondition '{condition}'"
 
 
-def verify(proposal: ToolProposal, refs: Mapping[str, str], state: str, breached: bool) -> str | None:
-    """None when the proposal may run; otherwise the reason it is blocked, citing verify.1.
+def verify(proposal: ToolProposal, refs: Mapping[str, str], state: str, breached: bool) -> ToolArgs:
+    """The args to call the tool with; `Blocked`, citing the clause, when the proposal may not run.
 
     `refs` maps each step with an ok receipt to its ref; `state` is the current decision state.
     """
-    try:
-        tool = ToolName(proposal.name)
-    except ValueError:
-        return f"tool '{proposal.name}' is not on the allow-list [{cite('verify.1')}]"
     for condition in proposal.preconditions:
         failure = _precondition_failure(condition, refs.keys(), state, breached)
         if failure:
-            clause = "prereg.1" if tool is ToolName.AllocateTraffic else "verify.1"
-            return f"precondition {condition} not met: {failure} [{cite(clause)}]"
+            clause = "prereg.1" if proposal.name is ToolName.AllocateTraffic else "verify.1"
+            raise Blocked(f"precondition {condition} not met: {failure} [{cite(clause)}]")
     try:
-        ARGS_BY_TOOL[tool].model_validate(resolve_args(proposal.args, refs))
+        return resolve_args(proposal.args, refs)
     except (Unresolved, ValidationError) as exc:
         detail = exc if isinstance(exc, Unresolved) else exc.errors(include_url=False)[0]["msg"]
-        return f"args are not valid for {tool.value}: {detail} [{cite('verify.1')}]"
-    return None
+        raise Blocked(f"args are not valid for {proposal.name.value}: {detail} [{cite('verify.1')}]") from None

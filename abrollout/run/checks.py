@@ -6,7 +6,7 @@ re-reads them instead of recomputing floating point; `decide` is plain Python ov
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from abrollout.contracts.records import ArmEffect, Checkpoint, DecisionState
 from abrollout.contracts.tools import ToolReceipt
@@ -75,12 +75,9 @@ def _failed(kind: str, index: int, at_seconds: int, receipt: ToolReceipt, at_cap
 def assess_check(state: RunState, kind: str, index: int, at_seconds: int, receipt: ToolReceipt, *,
                  at_cap: bool) -> Assessment:
     """The checkpoint to record and the decision the pre-registered rule makes on this check's verdict."""
-    if not receipt.ok or not receipt.data or "verdict" not in receipt.data:
+    if not receipt.ok or receipt.check is None:
         return _failed(kind, index, at_seconds, receipt, at_cap, receipt.message or "the check failed")
-    try:
-        verdict = CheckVerdict.model_validate(receipt.data["verdict"])
-    except ValidationError as exc:
-        return _failed(kind, index, at_seconds, receipt, at_cap, f"unreadable verdict: {exc.error_count()} errors")
+    verdict = receipt.check.verdict
     decision = decide(state.plan.analysis, verdict, at_cap=at_cap)
     breaches = [g.name for g in verdict.guardrails if g.breached]
     if verdict.srm is not None and verdict.srm.flagged:
@@ -92,5 +89,5 @@ def assess_check(state: RunState, kind: str, index: int, at_seconds: int, receip
         assignments=dict(verdict.srm.observed) if verdict.srm else {}, sizes=_sizes(verdict),
         guardrails={g.name: dict(g.observed) for g in verdict.guardrails if g.evaluated},
         effects=_effects(verdict) if kind == "analysis" else {})
-    return Assessment(checkpoint=checkpoint, state=DecisionState(decision.state), rationale=decision.rationale,
+    return Assessment(checkpoint=checkpoint, state=decision.state, rationale=decision.rationale,
                       citations=list(decision.citations), arm=decision.arm)

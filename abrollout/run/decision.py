@@ -18,15 +18,12 @@ always-valid interval, which is the valid conclusion if the run is stopped then.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict
 
+from abrollout.contracts.records import DecisionState
 from abrollout.contracts.spec import EffectKind
 from abrollout.contracts.verdicts import AnalysisPlan, ArmResult, CheckVerdict, Interval
 from abrollout.policy import cite
-
-DecisionState = Literal["running", "guardrail_stop", "promote", "rollback", "inconclusive"]
 
 
 class Decision(BaseModel):
@@ -107,7 +104,7 @@ def _guardrail_stop(plan: AnalysisPlan, verdict: CheckVerdict) -> Decision | Non
     if not reasons:
         return None
     return Decision(
-        state="guardrail_stop",
+        state=DecisionState.guardrail_stop,
         rationale="; ".join(reasons) + "; stop and roll back to control",
         citations=tuple(dict.fromkeys(citations)),
     )
@@ -140,7 +137,7 @@ def _promote(plan: AnalysisPlan, verdict: CheckVerdict) -> tuple[Decision | None
         *_facts(plan, verdict, best, bound),
         f"promote_floor={floor:g}{unit}",
     )
-    return Decision(state="promote", arm=best.arm, rationale=rationale, citations=citations), notes
+    return Decision(state=DecisionState.promote, arm=best.arm, rationale=rationale, citations=citations), notes
 
 
 def _rollback(plan: AnalysisPlan, verdict: CheckVerdict) -> Decision | None:
@@ -154,7 +151,7 @@ def _rollback(plan: AnalysisPlan, verdict: CheckVerdict) -> Decision | None:
         f"{_look_text(verdict, plan.spending_label, worst, bound, 'crossed')}; roll back to control"
     )
     citations = (cite("decision.1"), cite("decision.3"), *_facts(plan, verdict, worst, bound))
-    return Decision(state="rollback", arm=worst.arm, rationale=rationale, citations=citations)
+    return Decision(state=DecisionState.rollback, arm=worst.arm, rationale=rationale, citations=citations)
 
 
 def _interval_text(ci: Interval) -> str:
@@ -190,14 +187,14 @@ def decide(plan: AnalysisPlan, verdict: CheckVerdict, *, at_cap: bool) -> Decisi
         return stop
     if verdict.no_data and at_cap:  # nothing is concluded from the data; the cap still ends the experiment
         return Decision(
-            state="inconclusive",
+            state=DecisionState.inconclusive,
             rationale=f"duration cap reached with no usable data ({verdict.no_data_reason or 'no data'}); "
             "nothing is concluded; roll back to control",
             citations=(cite("data.1"), cite("decision.4"), f"metric={plan.primary_metric}"),
         )
     if verdict.no_data:
         return Decision(
-            state="running",
+            state=DecisionState.running,
             rationale=f"no decision: {verdict.no_data_reason or 'no data'}",
             citations=(cite("data.1"), f"metric={plan.primary_metric}"),
         )
@@ -212,7 +209,7 @@ def decide(plan: AnalysisPlan, verdict: CheckVerdict, *, at_cap: bool) -> Decisi
     status = "; ".join([_summary(plan, verdict), *notes]) if verdict.arms else "guardrails and SRM hold"
     if at_cap:
         return Decision(
-            state="inconclusive",
+            state=DecisionState.inconclusive,
             rationale=f"duration cap reached without a decision: {status}; roll back to control",
             citations=(
                 cite("decision.4"),
@@ -220,4 +217,5 @@ def decide(plan: AnalysisPlan, verdict: CheckVerdict, *, at_cap: bool) -> Decisi
                 f"look={verdict.look}/{verdict.planned_looks}",
             ),
         )
-    return Decision(state="running", rationale=status, citations=(cite("decision.1"), f"metric={plan.primary_metric}"))
+    return Decision(state=DecisionState.running, rationale=status,
+                    citations=(cite("decision.1"), f"metric={plan.primary_metric}"))

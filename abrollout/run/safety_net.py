@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from abrollout.contracts.records import ReceiptRecord
 from abrollout.contracts.spec import CONTROL_ARM
-from abrollout.contracts.tools import OpenTicketArgs, RollbackVariantArgs, ToolName, ToolProposal
+from abrollout.contracts.tools import OpenTicketArgs, RollbackVariantArgs, ToolProposal
 from abrollout.ids import idempotency_key
 from abrollout.plan.planner import flag_key, propose
 from abrollout.policy import PARAMS, cite
@@ -99,7 +99,7 @@ def reason(a: Abandoned) -> str:
 
 def rollback_proposal(a: Abandoned) -> ToolProposal:
     args = RollbackVariantArgs(flag_key=flag_key(a.exp_key), to_variant=CONTROL_ARM, reason=reason(a)[:4000])
-    return propose(a.exp_key, ROLLBACK, ToolName.RollbackVariant, args, [])
+    return propose(a.exp_key, ROLLBACK, args, [])
 
 
 def release_request(a: Abandoned) -> Release:
@@ -118,4 +118,4 @@ def ticket_proposal(a: Abandoned, done: list[ReceiptRecord]) -> ToolProposal:
         owners=a.owners,
         description=(f"{reason(a)}. Its flag {flag_key(a.exp_key)} {flag}. {steps} "
                      f"[{cite('receipts.1')}]")[:4000])
-    return propose(a.exp_key, TICKET, ToolName.OpenTicket, args, [])
+    return propose(a.exp_key, TICKET, args, [])

@@ -38,8 +38,8 @@ CARRIED_ROUTINE_CHECKS = 48
 class RunState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    spec: ExperimentSpec
-    plan: ExperimentPlan
+    spec: ExperimentSpec = Field(exclude=True, description="Carried by ExperimentInput, once.")
+    plan: ExperimentPlan = Field(exclude=True, description="Carried by ExperimentInput, once.")
     started_at: datetime | None = Field(default=None, description="Workflow time the first allocation was applied.")
     refs: dict[str, str] = Field(default_factory=dict, description="Step -> ref of its ok receipt.")
     receipts: list[ReceiptRecord] = Field(default_factory=list)

@@ -6,10 +6,13 @@ import copy
 import re
 from typing import Any
 
+import pytest
+from pydantic import TypeAdapter, ValidationError
+
 from abrollout.contracts.records import DecisionState
-from abrollout.contracts.tools import ARGS_BY_TOOL, ToolName
+from abrollout.contracts.tools import ToolProposal
 from abrollout.plan.planner import check_proposal, closing_proposals, plan
-from abrollout.plan.verify import verify
+from abrollout.plan.verify import Blocked, verify
 from abrollout.spec.loader import check_raw
 from tests.conftest import BASE_SPEC
 
@@ -50,7 +53,7 @@ def test_ramp_steps_are_planned_in_order_with_preconditions() -> None:
     raw = copy.deepcopy(BASE_SPEC)
     raw["ramp"] = [{"percent": 10, "at": "0h"}, {"percent": 50, "at": "1d"}, {"percent": 100, "at": "2d"}]
     p = _plan(raw)
-    assert [s.args["rollout_percent"] for s in p.ramp_steps] == [50, 100]
+    assert [s.args.rollout_percent for s in p.ramp_steps] == [50, 100]
     assert p.ramp_steps[0].preconditions == ["done:allocate-0", "state:running"]
     assert p.setup[3].preconditions == ["done:register", "done:flag", "done:run", "state:running"]
 
@@ -61,27 +64,40 @@ def test_every_proposal_has_valid_typed_args_once_placeholders_resolve() -> None
     proposals = [*p.setup, check_proposal(p, "guardrail", 3, 3 * 3600),
                  *closing_proposals(p, DecisionState.guardrail_stop, "latency breach")]
     for proposal in proposals:
-        assert ToolName(proposal.name) in ARGS_BY_TOOL
-        assert verify(proposal, refs, "running", breached=False) is None, proposal.step
+        resolved = verify(proposal, refs, "running", breached=False)
+        assert type(resolved) is type(proposal.args) and proposal.args.tool is proposal.name, proposal.step
+        assert "${" not in resolved.model_dump_json(), proposal.step
+    start_run = verify(p.setup[2], refs, "running", breached=False)
+    assert start_run.model_dump()["exp_id"] == "EXP-1"
 
 
 def test_allocation_before_registration_is_blocked_citing_prereg() -> None:
     p = _plan(copy.deepcopy(BASE_SPEC))
     allocate = p.setup[3]
-    reason = verify(allocate, {"flag": "F", "run": "R"}, "running", breached=False)
-    assert reason is not None and "done:register" in reason and "exp_policy.v5#prereg.1" in reason
+    with pytest.raises(Blocked, match=r"done:register.*exp_policy\.v5#prereg\.1"):
+        verify(allocate, {"flag": "F", "run": "R"}, "running", breached=False)
 
 
-def test_unknown_tool_bad_args_and_breach_are_blocked() -> None:
+def test_unknown_tool_and_args_of_another_tool_are_no_proposal() -> None:
+    p = _plan(copy.deepcopy(BASE_SPEC))
+    proposals = TypeAdapter(ToolProposal)
+    flag = p.setup[1].model_dump(mode="json")
+    assert proposals.validate_python(flag) == p.setup[1]
+    for rogue in ({**flag, "name": "DropDatabase"}, {**flag, "name": "StopRun"},
+                  {**flag, "args": {**flag["args"], "variants": "control"}}):
+        with pytest.raises(ValidationError):
+            proposals.validate_python(rogue)
+
+
+def test_a_ref_that_breaks_the_args_and_a_breach_are_blocked() -> None:
     p = _plan(copy.deepcopy(BASE_SPEC))
     refs = {"register": "EXP-1", "flag": "F-1", "run": "RUN-1", "allocate-0": "CH-1"}
-    rogue = p.setup[0].model_copy(update={"name": "DropDatabase"})
-    assert "allow-list" in (verify(rogue, refs, "running", False) or "")
-    bad = p.setup[1].model_copy(update={"args": {**p.setup[1].args, "variants": "control"}})
-    assert "not valid for CreateFlag" in (verify(bad, refs, "running", False) or "")
+    with pytest.raises(Blocked, match="not valid for StartRun"):
+        verify(p.setup[2], {**refs, "register": "x" * 201}, "running", False)
     promote = closing_proposals(p, DecisionState.promote, "win", arm="treatment")[0]
-    assert "guardrail is breached" in (verify(promote, refs, "running", True) or "")
-    assert verify(promote, refs, "running", False) is None
+    with pytest.raises(Blocked, match="guardrail is breached"):
+        verify(promote, refs, "running", True)
+    assert verify(promote, refs, "running", False) == promote.args
 
 
 def test_closing_sequences_follow_policy_order() -> None:
