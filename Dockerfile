@@ -24,6 +24,7 @@ COPY cli ./cli
 COPY client ./client
 COPY workers ./workers
 COPY alert_receiver ./alert_receiver
+COPY devserver ./devserver
 COPY examples ./examples
 COPY worker.py starter.py ./
 RUN pip install --no-cache-dir --no-deps . \

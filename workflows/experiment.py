@@ -1,15 +1,8 @@
 """ExperimentWorkflow: one experiment, from registration to a decision carried out with receipts.
 
-Reads like the runbook: register -> flag -> run -> allocate (ramp) -> snapshot -> loop {hourly guardrail
-check, daily analysis look} until a decision or the cap -> carry the decision out in policy order. Every
-tool call is a verified planner proposal; every result is a receipt in the history. Statistics run in the
-CheckMetrics activity; the workflow only applies the pure decision rule to the recorded verdicts.
-
-Every scheduled check and ramp step waits on a timer of its own, and what woke the loop (that timer, a command, or
-Temporal suggesting continue-as-new) is read from state, never from comparing the clock with a due time: a worker
-that answered a query by running the code past events its task had not yet processed reads an older clock than the
-replay does, and a command chosen on that comparison does not replay (docs/reliability.md). Handlers accept any
-payload and never raise; the reconciler (workflows/reconciler.py) covers what no workflow code can, termination.
+It reads like the runbook: set up, wait on a timer for each scheduled check and ramp step, decide on the recorded
+verdicts, carry the decision out in policy order. What woke the loop is read from state, never from comparing the
+clock with a due time (docs/reliability.md says why); handlers accept any payload and never raise.
 """
 
 from __future__ import annotations
@@ -452,10 +445,10 @@ class ExperimentWorkflow:
         workflow.set_current_details(
             f"**{self.s.state.value}** — {self.s.rationale}\n\nexposure {self.s.exposure_percent:g}% · "
             f"{self.s.guardrail_checks} guardrail checks · look {self.s.looks}/{self.s.plan.planned_looks}\n\n"
-            f"latest: {last}{ignored}")
+            f"latest: {last}{ignored}\n\npolicy {self.s.plan.policy_id} · plan {self.s.plan.plan_hash or 'rebuilt'}")
 
     # ---- experiments started before TIMED_CHECKS: kept so their histories replay ------------------------------
-    # Remove with `workflow.deprecate_patch(TIMED_CHECKS)` once none runs (README: Changing the workflow ...).
+    # Remove with `workflow.deprecate_patch(TIMED_CHECKS)` once none runs (docs/upgrading.md).
     async def _run_clock_compared(self) -> None:
         while not self.s.finished:
             if self.s.state is not DecisionState.running:

@@ -24,7 +24,9 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 HOW = ("apt-get install docker-compose (Debian) or install the compose plugin, "
        "then run pytest tests/deploy/test_docker_compose.py")
 TIMEOUT_SECONDS = 60
-CODE = ("abrollout", "workflows", "activities", "adapters", "cli")
+CODE = tuple(pattern.rstrip("*") for pattern in
+             tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"])
+"""The packages the image installs: every setting the compose file gives must be read by one of them."""
 SECRET_NAME = re.compile(r"PASSWORD|PWD|TOKEN|SECRET|API_KEY|CREDENTIAL", re.IGNORECASE)
 HOST_REFERENCE = re.compile(r"\$\{\w+(:?[-?][^}]*)?\}")
 
