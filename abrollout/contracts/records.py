@@ -10,6 +10,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from abrollout.contracts.spec import Effect
+
 
 class DecisionState(StrEnum):
     running = "running"
@@ -75,14 +77,19 @@ class GuardrailLine(Record):
 
 
 class DashboardData(Record):
-    """Everything a dashboard snapshot shows; rendered to self-contained HTML by the dashboard adapter."""
+    """Everything a dashboard snapshot shows; rendered to self-contained HTML by `abrollout.report.dashboard`.
+
+    It travels inside the SnapshotDashboard activity input saved in workflow histories, so a field added later
+    has a default: a payload recorded before it still decodes and still renders."""
 
     exp_key: str
     label: str
     state: DecisionState
     rationale: str
     primary_metric: str
-    mde: str
+    mde: str = Field(description="The registered MDE as people read it, e.g. `5% relative`.")
+    mde_effect: Effect | None = Field(default=None, description="The same MDE typed, for drawing it; None in "
+                                      "snapshots recorded before it was carried (the page then draws no MDE line).")
     arms: list[str]
     split: dict[str, float]
     exposure_percent: float

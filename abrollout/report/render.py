@@ -75,7 +75,8 @@ def dashboard_data(state: RunState, label: str) -> DashboardData:
     plan = state.plan
     return DashboardData(
         exp_key=plan.exp_key, label=label, state=state.state, rationale=state.rationale,
-        primary_metric=plan.primary_metric, mde=state.spec.mde.describe(), arms=plan.arms, split=plan.split,
+        primary_metric=plan.primary_metric, mde=state.spec.mde.describe(), mde_effect=state.spec.mde,
+        arms=plan.arms, split=plan.split,
         exposure_percent=state.exposure_percent,
         guardrails=[GuardrailLine(name=g.name, direction=g.direction, threshold=g.threshold)
                     for g in plan.guardrails],

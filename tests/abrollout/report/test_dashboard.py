@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,12 +20,18 @@ from abrollout.contracts.records import (
     GuardrailLine,
     ReceiptRecord,
 )
-from abrollout.report.dashboard import downsample, episodes, keep_rows, nice_ticks, render_dashboard
+from abrollout.contracts.spec import Effect, EffectKind
+from abrollout.policy import PARAMS
+from abrollout.report.charts.scales import downsample, nice_ticks
+from abrollout.report.charts.svg import episodes
+from abrollout.report.dashboard import render_dashboard
+from abrollout.report.tables import keep_rows
 from adapters.local_dashboards import LocalDashboards
 
 HOSTILE = "<script>alert(1)</script>"
 ARMS = ["control", "treatment_with_a_rather_long_descriptive_name", "treatment_b"]
 DAYS = 14
+HISTORIES = Path(__file__).parents[2] / "replay" / "histories"
 
 
 def _hourly(hour: int) -> Checkpoint:
@@ -61,7 +71,8 @@ def fourteen_days(rationale: str = "latency_p95 breached for treatment_b; stoppe
     receipts.append(ReceiptRecord(step="promote", tool="PromoteVariant", ok=False, ref="blocked", message=HOSTILE))
     return DashboardData(
         exp_key="ui-checkout-button", label="guardrail_stop", state=DecisionState.guardrail_stop, rationale=rationale,
-        primary_metric="checkout_conv", mde="0.004 absolute", arms=ARMS,
+        primary_metric="checkout_conv", mde="0.004 absolute", mde_effect=Effect(kind=EffectKind.absolute, value=0.004),
+        arms=ARMS,
         split={"control": 34.0, ARMS[1]: 33.0, "treatment_b": 33.0}, exposure_percent=25,
         guardrails=[GuardrailLine(name="latency_p95", direction="<", threshold=2.5),
                     GuardrailLine(name="error_rate", direction="<", threshold=0.01)],
@@ -142,10 +153,43 @@ def test_one_point_equal_values_and_nan_render() -> None:
     assert not re.search(r'="[^"]*(nan|inf)', html, re.IGNORECASE)
 
 
+def test_absolute_mde_is_drawn_either_side_of_zero(page: str) -> None:
+    assert "Dashed lines: ±MDE (0.004 absolute)." in page
+    assert page.count('<line class="ref-mde"') == 4  # +MDE and -MDE on each of the two effect charts
+    assert ">+MDE 0.004</text>" in page and ">-MDE 0.004</text>" in page
+
+
 def test_relative_mde_is_stated_not_drawn() -> None:
-    html = render_dashboard(fourteen_days().model_copy(update={"mde": "5% relative"}))
+    relative = Effect(kind=EffectKind.relative, value=5)
+    html = render_dashboard(fourteen_days().model_copy(update={"mde": "5% relative", "mde_effect": relative}))
     assert "MDE (5% relative) is relative, so it is not drawn" in html
     assert 'class="ref-mde"' not in html
+
+
+def _saved_snapshots(history: Path) -> list[dict[str, Any]]:
+    """The DashboardData of every SnapshotDashboard call in a saved workflow history, as it was recorded."""
+    events = json.loads(history.read_text())["history"]["events"]
+    scheduled = [e["activityTaskScheduledEventAttributes"] for e in events
+                 if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name")
+                 == "SnapshotDashboard"]
+    return [json.loads(base64.b64decode(a["input"]["payloads"][0]["data"]))["args"]["data"] for a in scheduled]
+
+
+@pytest.mark.parametrize("history", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+def test_snapshots_recorded_before_the_typed_mde_still_render(history: Path) -> None:
+    saved = _saved_snapshots(history)
+    assert saved and all("mde_effect" not in data for data in saved)
+    for raw in saved:
+        data = DashboardData.model_validate(raw)
+        html = render_dashboard(data)
+        assert data.mde_effect is None and f"The MDE ({data.mde}) is not drawn." in html
+        assert 'class="ref-mde"' not in html and "<h2>Receipts</h2>" in html
+
+
+def test_srm_line_is_the_policy_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("abrollout.report.charts.health.PARAMS", replace(PARAMS, srm_p_threshold=0.01))
+    html = render_dashboard(fourteen_days())
+    assert "below 0.01 the split is broken" in html and ">p 0.01</text>" in html
 
 
 def test_nice_ticks_are_round_and_cover_the_values() -> None:

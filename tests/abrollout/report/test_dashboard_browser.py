@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from abrollout.contracts.records import DecisionState
-from abrollout.report.dashboard import STATE_COLORS, render_dashboard
+from abrollout.report.colors import STATE_COLORS
+from abrollout.report.dashboard import render_dashboard
 from tests.abrollout.report.test_dashboard import fourteen_days
 from tests.support.system_tools import system_tool
 
