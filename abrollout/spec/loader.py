@@ -206,5 +206,5 @@ def check_text(text: str, source: str = "spec") -> Validation:
         raw = parse_text(text, source)
     except SpecSyntaxError as exc:
         return Validation(None, [Problem(path="", found=str(exc), fix="write the spec as a YAML or JSON mapping; "
-                                         "see examples/ and the README")])
+                                         "see examples/ and docs/spec.md")])
     return validate_raw(raw)

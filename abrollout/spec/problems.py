@@ -141,7 +141,7 @@ def _fix_for(error: ErrorDetails) -> str:
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
-    return message[0].lower() + message[1:] if message else "see the spec reference in the README"
+    return message[0].lower() + message[1:] if message else "see the spec reference in docs/spec.md"
 
 
 def _found_for(error: ErrorDetails) -> str:
