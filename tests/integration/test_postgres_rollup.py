@@ -229,9 +229,9 @@ async def test_configured_names_and_schemas_work(postgres: Postgres, database: s
 
 async def test_a_loader_needs_no_grant_on_the_rollup_and_a_read_only_reader_reads_it(
         stores: tuple[PostgresMetrics, PostgresMetrics], postgres: Postgres, database: str) -> None:
-    """The recipes of docs/configuration.md: the worker's read-only role with SELECT on the rollup's marks and arms; a loader
-    with INSERT on the data tables only (the triggers fold with the installer's rights); neither may call the
-    rollup's functions."""
+    """The recipes of docs/configuration.md: the worker's read-only role with SELECT on the rollup's marks and
+    arms; a loader with INSERT on the data tables only (the triggers fold with the installer's rights); neither may
+    call the rollup's functions."""
     postgres.psql(READ_ONLY_ROLE.format(role="reader", password=PASSWORD, database=database)
                   + "GRANT SELECT ON abrollout_rollup_marks, abrollout_rollup_arms TO reader;", database)
     postgres.psql(f"CREATE ROLE loader LOGIN; GRANT CONNECT ON DATABASE {database} TO loader; "
