@@ -1,5 +1,5 @@
 """Load (issue 8): N experiments running at once on one worker, on an accelerated clock and the embedded adapters,
-against a real dev server and a real worker process (the bench/fleet.py harness, which also drives the
+against a real dev server and a real worker process (the bench/fleet/ harness, which also drives the
 orchestration benchmark). Every experiment must reach the decision its own data call for, with every planned
 checkpoint run once and none later than one check interval; every side effect applied once per idempotency key;
 the worker's memory bounded; the dev server healthy afterwards.
@@ -8,7 +8,7 @@ N is ABROLLOUT_LOAD_EXPERIMENTS: 30 by default (`make test`, ~1 min), 500 for th
 clocks offer ABROLLOUT_LOAD_RATE (4) checkpoints/s whatever N: the interval is N / 4 s (at least 15 s), four
 checkpoints per experiment, a guardrail check every 6 experiment hours and the analysis look at the 24 h cap. Above
 50 experiments the worker gives each block of 50 its own registry file: exp_policy.v5 allows 50 running per domain
-in one registry (bench/fleet.py).
+in one registry (bench/fleet/tenants.py).
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ import pytest
 
 from abrollout.policy import PARAMS
 from abrollout.stats.srm import srm_test
-from bench import fleet as harness
-from bench.fleet import FleetConfig, FleetResult, percentile
-from tests.support import replay_guard
+from bench.fleet import harness
+from bench.fleet.config import FleetConfig
+from bench.fleet.harness import FleetResult
+from bench.fleet.window import percentile
+from tests.support import embedded_stores, replay_guard
 
 N = int(os.environ.get("ABROLLOUT_LOAD_EXPERIMENTS", "30"))
 CHECK_EVERY_HOURS = 6
@@ -51,7 +53,7 @@ def expected_outcomes(data_dir: Path) -> dict[str, tuple[str, int]]:
     experiments, by chance): then a guardrail stop at that check. Computed from the assignments the metrics store
     recorded, by the same SRM test, independently of the workflows."""
     split = CONFIG.spec().allocation.split or {}
-    recorded = harness.hourly_assignments(data_dir)
+    recorded = embedded_stores.hourly_assignments(data_dir)
     expected = {}
     for i in range(N):
         key, seen = f"fleet-{i:04d}", Counter[str]()
@@ -113,7 +115,7 @@ def test_no_checkpoint_is_later_than_one_interval(fleet: FleetResult) -> None:
 
 
 def test_every_side_effect_is_applied_once_per_idempotency_key(fleet: FleetResult) -> None:
-    stored = harness.effects(fleet.data_dir)
+    stored = embedded_stores.effects(fleet.data_dir)
     for store, tools in STORES.items():
         receipts = Counter(r["idempotency_key"] for run in fleet.executions if run.result
                            for r in run.result["receipts"] if r["tool"] in tools and r["ok"])
@@ -123,7 +125,7 @@ def test_every_side_effect_is_applied_once_per_idempotency_key(fleet: FleetResul
         assert set(stored[store]) == set(receipts), (
             f"{store}: applied without a receipt {sorted(set(stored[store]) - set(receipts))[:5]}, "
             f"receipted but not applied {sorted(set(receipts) - set(stored[store]))[:5]}")
-    assert harness.duplicate_exposures(fleet.data_dir) == {}, "a simulated hour was written twice"
+    assert embedded_stores.duplicate_exposures(fleet.data_dir) == {}, "a simulated hour was written twice"
 
 
 def test_worker_memory_stays_bounded_and_the_server_healthy(fleet: FleetResult) -> None:
