@@ -1,5 +1,5 @@
-"""A fleet of experiments on one worker: the harness behind bench/orchestration_bench.py and
-tests/workers/test_load.py.
+"""A fleet of experiments on one worker: the harness behind bench/orchestration_bench.py and the load test
+(tests/workers/test_load.py runs `python -m bench.fleet --json`).
 
     .venv/bin/python -m bench.fleet --n 100 500 --window 30 [--mode ours|floor] [--hour-seconds 30]
 
@@ -18,6 +18,6 @@ Not as in production: beyond `max_concurrent` (50) copies the worker gives each 
 registry file (bench/fleet/tenants.py), since one embedded registry holds 250 running experiments at most.
 
 One module per job: config (what a run is), harness (the run), worker (the worker process), tenants (its
-registry), history (reading the histories), window (the figures), procfs (CPU and memory), __main__ (the command
-line).
+registry), history (reading the histories), window (the figures), procfs (CPU and memory), output (the run as
+JSON), __main__ (the command line).
 """
