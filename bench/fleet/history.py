@@ -33,10 +33,6 @@ class Check:
     task_started: float | None = None  # the workflow task that scheduled it: started, completed
     task_completed: float | None = None
 
-    @property
-    def lateness(self) -> float | None:
-        return None if self.started is None else self.started - self.due
-
 
 @dataclass
 class Execution:
