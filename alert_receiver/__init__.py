@@ -1,7 +1,9 @@
 """The push path from an alerting system into the experiments: an Alertmanager webhook receiver.
 
-    ABROLLOUT_ALERT_TOKEN=<secret> python starter.py alert-receiver [--host 127.0.0.1] [--port 9095]
-        [--label experiment] [--coalesce-seconds 5] [--insecure-loopback]
+    ABROLLOUT_ALERT_TOKEN=<secret> python -m alert_receiver [--host 127.0.0.1] [--port 9095]
+        [--label experiment] [--coalesce-seconds 5] [--insecure-loopback] [--address localhost:7233]
+
+(`python starter.py alert-receiver` takes the same arguments.)
 
 `POST /alerts` takes Alertmanager's webhook JSON (version 4: ``{"alerts": [{"status": "firing", "labels": {...},
 "annotations": {...}}, ...]}``) and, for every experiment named by a firing alert's `experiment` label (the
@@ -37,9 +39,9 @@ receiving each request and one on delivering its signals, so a slow or flooding 
 """
 
 from alert_receiver.auth import TOKEN_ENV
-from alert_receiver.command import add_arguments, cmd_alert_receiver
+from alert_receiver.command import SUMMARY, add_arguments, cmd_alert_receiver
 from alert_receiver.payload import BadPayload, alert_reason, parse_payload
 from alert_receiver.server import AlertReceiver
 
-__all__ = ["TOKEN_ENV", "AlertReceiver", "BadPayload", "add_arguments", "alert_reason", "cmd_alert_receiver",
-           "parse_payload"]
+__all__ = ["SUMMARY", "TOKEN_ENV", "AlertReceiver", "BadPayload", "add_arguments", "alert_reason",
+           "cmd_alert_receiver", "parse_payload"]

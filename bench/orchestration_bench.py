@@ -34,8 +34,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench import fleet
-from bench.fleet import FleetConfig, FleetResult, Window, percentile
+from bench.fleet import harness as fleet
+from bench.fleet.config import FleetConfig
+from bench.fleet.harness import FleetResult
+from bench.fleet.window import Window, percentile
 from bench.profiling import Profile, recording
 
 TARGET_RATIO = 0.5

@@ -358,10 +358,3 @@ def run(handler: Handler, args: argparse.Namespace) -> int:
     except RPCError as exc:
         raise UserFacingError(f"error: Temporal at {s.address} answered {exc.status.name}: {exc.message}",
                               RUNTIME_FAILURE) from None
-
-
-def add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", help="Temporal frontend host:port (env TEMPORAL_ADDRESS, default localhost:7233)")
-    parser.add_argument("--namespace", help="Temporal namespace (env TEMPORAL_NAMESPACE, default 'default')")
-    parser.add_argument("--task-queue", help="task queue (env ABROLLOUT_TASK_QUEUE, default 'abrollout')")
-

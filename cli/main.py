@@ -16,6 +16,7 @@ from abrollout.spec.problems import errors_only
 from cli import commands, render, safety_net
 from cli.spec_input import load_checked_spec, refuse
 from client.exits import OK, UserFacingError
+from client.settings import add_connection_flags
 
 EXIT_CODES = ("exit codes: 0 ok; 1 runtime failure (Temporal unreachable, no worker to register a started "
               "experiment, an experiment that failed or was terminated); 2 bad input or a policy refusal (the clause "
@@ -81,7 +82,7 @@ def _temporal(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: st
     parser = sub.add_parser(name, help=help_text, description=description or help_text)
     if takes_id:
         parser.add_argument("id", metavar="ID", help="the workflow id exp-<name>, or the bare experiment name")
-    commands.add_connection_flags(parser)
+    add_connection_flags(parser)
     parser.set_defaults(handler=lambda args: commands.run(handler, args))
     return parser
 
@@ -119,12 +120,8 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     alert = _temporal(sub, "alert", commands.cmd_alert, "push an alert: run a guardrail check now")
     alert.add_argument("--reason", default="alert from the CLI", help="what fired")
 
-    receiver = _temporal(sub, "alert-receiver", alert_receiver.cmd_alert_receiver, "receive Alertmanager webhooks "
-                         "(POST /alerts): each firing alert's `experiment` label gets an alert signal, so that "
-                         "experiment runs a guardrail check now; takes only alerts carrying the bearer token "
-                         f"${alert_receiver.TOKEN_ENV} (unless --insecure-loopback); runs in the foreground until "
-                         "Ctrl-C",
-                         takes_id=False)
+    receiver = _temporal(sub, "alert-receiver", alert_receiver.cmd_alert_receiver, alert_receiver.SUMMARY,
+                         takes_id=False)  # also `python -m alert_receiver`: the same handler and arguments
     alert_receiver.add_arguments(receiver)
 
     _temporal(sub, "status", commands.cmd_status, "the decision state, the latest check and the receipts count")

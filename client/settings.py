@@ -4,6 +4,7 @@ of the worker's, so a CLI command does not load the activities and adapters it n
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,3 +43,10 @@ def settings(address: str | None = None, namespace: str | None = None, task_queu
         ui_url=(os.environ.get("TEMPORAL_UI_URL") or _default_ui(resolved)).rstrip("/"),
         data_dir=Path(data_dir or os.environ.get("ABROLLOUT_DATA_DIR") or ".abrollout"),
     )
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags `settings` takes, for every command that talks to Temporal (starter.py's, the alert receiver's)."""
+    parser.add_argument("--address", help="Temporal frontend host:port (env TEMPORAL_ADDRESS, default localhost:7233)")
+    parser.add_argument("--namespace", help="Temporal namespace (env TEMPORAL_NAMESPACE, default 'default')")
+    parser.add_argument("--task-queue", help="task queue (env ABROLLOUT_TASK_QUEUE, default 'abrollout')")

@@ -559,8 +559,10 @@ async def test_a_firing_alert_on_a_breach_stops_and_rolls_back_at_once(stack: St
 
 
 # ---- the command ---------------------------------------------------------------------------------------------
-def _command(*args: str) -> list[str]:
-    return [sys.executable, str(ROOT / "starter.py"), "alert-receiver", *args]
+ENTRIES = {"module": [sys.executable, "-m", "alert_receiver"],
+           "starter": [sys.executable, str(ROOT / "starter.py"), "alert-receiver"]}
+"""The receiver's two entries, one parser and one handler: its own, and starter.py's subcommand."""
+entry = pytest.mark.parametrize("command", list(ENTRIES.values()), ids=list(ENTRIES))
 
 
 def _environ(token: str | None) -> dict[str, str]:
@@ -568,10 +570,11 @@ def _environ(token: str | None) -> dict[str, str]:
     return environ | ({TOKEN_ENV: token} if token is not None else {})
 
 
-def test_the_command_serves_until_ctrl_c(env: WorkflowEnvironment) -> None:
+@entry
+def test_the_command_serves_until_ctrl_c(env: WorkflowEnvironment, command: list[str]) -> None:
     address = env.client.service_client.config.target_host
     port = free_port()
-    process = subprocess.Popen(_command("--address", address, "--port", str(port)), cwd=ROOT,
+    process = subprocess.Popen([*command, "--address", address, "--port", str(port)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environ(TOKEN))
     wrong = "guessed-token-0123"
     try:
@@ -601,18 +604,45 @@ def test_the_command_serves_until_ctrl_c(env: WorkflowEnvironment) -> None:
      (None, ["--insecure-loopback", "--host", "0.0.0.0"], "error: --insecure-loopback listens on loopback only"),
      ("tökén", [], f"error: {TOKEN_ENV} holds characters other than printable ASCII")],
 )
-def test_the_command_refuses_to_start_without_a_usable_token(token: str | None, flags: list[str],
-                                                             message: str) -> None:
+@entry
+def test_the_command_refuses_to_start_without_a_usable_token(token: str | None, flags: list[str], message: str,
+                                                             command: list[str]) -> None:
     """Exit 2 with one line, before connecting: the Temporal address here has no server, which would be exit 1."""
-    done = subprocess.run(_command("--address", f"127.0.0.1:{free_port()}", "--port", "0", *flags), cwd=ROOT,
+    done = subprocess.run([*command, "--address", f"127.0.0.1:{free_port()}", "--port", "0", *flags], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, env=_environ(token))
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith(message) and done.stderr.count("\n") == 1, done.stderr
     assert "fix: " in done.stderr and done.stdout == ""
 
 
-def test_the_command_says_when_temporal_is_unreachable() -> None:
-    done = subprocess.run(_command("--address", f"127.0.0.1:{free_port()}", "--port", "0"), cwd=ROOT,
+@entry
+def test_the_command_says_when_temporal_is_unreachable(command: list[str]) -> None:
+    done = subprocess.run([*command, "--address", f"127.0.0.1:{free_port()}", "--port", "0"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60, env=_environ(TOKEN))
     assert done.returncode == 1
     assert "cannot reach Temporal" in done.stderr
+
+
+@entry
+def test_the_command_explains_itself(command: list[str]) -> None:
+    done = subprocess.run([*command, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Alertmanager" in done.stdout and "--coalesce-seconds" in done.stdout and "--address" in done.stdout
+
+
+@entry
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--port", "70000"], "argument --port: '70000' is not a TCP port; fix: give 0 to 65535"),
+     (["--port", "nine"], "argument --port: 'nine' is not a TCP port"),
+     (["--coalesce-seconds", "-1"], "argument --coalesce-seconds: '-1' is not a number of seconds >= 0"),
+     (["--no-such-option"], "unrecognized arguments: --no-such-option")],
+)
+def test_a_bad_option_exits_2_naming_it(command: list[str], flags: list[str], message: str) -> None:
+    """argparse's answer, before the token is read or Temporal is called: usage, then one line naming the option."""
+    done = subprocess.run([*command, *flags], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env=_environ(TOKEN))
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.rstrip().splitlines()[-1]
+    assert done.stderr.startswith("usage: ") and f"error: {message}" in last, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
