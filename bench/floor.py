@@ -1,5 +1,5 @@
 """Temporal's floor for the orchestration benchmark: a bare workflow with the experiment's timer cadence and one
-no-op activity per checkpoint, and nothing else. Kept apart from bench/fleet.py because the workflow sandbox
+no-op activity per checkpoint, and nothing else. Kept apart from bench/fleet/ because the workflow sandbox
 re-imports this module for every run: it imports only the SDK."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.orchestration_bench [--n 100 500 1000] [--hour-seconds 30] [--window 30] [--profile]
 
-For each mode the fleet grows to each N in turn on one dev server and one worker process (bench/fleet.py): N copies
+For each mode the fleet grows to each N in turn on one dev server and one worker process (bench/fleet/): N copies
 of bench/fleet.yaml on the embedded adapters (ours), or N copies of bench/floor.py's bare workflow with the same
 timer cadence and one no-op activity per checkpoint (the floor), both on an accelerated clock of `--hour-seconds`
 per experiment hour, i.e. a checkpoint per workflow every `--hour-seconds` s: N / hour_seconds checkpoints/s
@@ -48,7 +48,7 @@ TARGET_P99_AT = 500
 @contextmanager
 def _py_spy(output: Path) -> Iterator[None]:
     """Record the fleet's worker with py-spy while the fleet runs (the worker is the harness's only child
-    python process that `bench.fleet worker` names)."""
+    python process that `bench.fleet.worker` names)."""
     original = fleet._worker_process
 
     @contextmanager
