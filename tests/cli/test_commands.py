@@ -26,7 +26,6 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import Worker
 
 import devserver
 from adapters.local import local_adapters
@@ -83,14 +82,14 @@ class Lab:
         return await starter(*argv, "--address", self.address, "--task-queue", self.task_queue)
 
     @asynccontextmanager
-    async def alone(self, data_dir: Path) -> AsyncIterator[tuple[Lab, Worker]]:
-        """The same server and CLI with a worker of its own over fresh adapters: its own registry (nobody else's
-        experiments count against a max_concurrent) and a worker a test may stop."""
+    async def alone(self, data_dir: Path) -> AsyncIterator[Lab]:
+        """The same server and CLI with a worker of its own over fresh adapters, stopped when the block ends: its
+        own registry (nobody else's experiments count against a max_concurrent)."""
         adapters = local_adapters(data_dir)
         queue = f"cli-alone-{next(_queues)}"
-        async with build_worker(self.client, adapters, task_queue=queue) as worker:
+        async with build_worker(self.client, adapters, task_queue=queue):
             await polled(self.client, queue)
-            yield replace(self, task_queue=queue, adapters=adapters, data_dir=data_dir), worker
+            yield replace(self, task_queue=queue, adapters=adapters, data_dir=data_dir)
 
     def spec(self, source: Path, name: str, **fields: Any) -> str:
         """A copy of a spec file under another name (and other fields): experiment names are workflow ids, never
@@ -126,6 +125,15 @@ class Lab:
                     return handle
             await asyncio.sleep(0.05)
         raise AssertionError(f"{handle.id} did not finish its set-up within 20 s")
+
+    async def checked(self, name: str) -> None:
+        """Wait until the experiment has run a guardrail check (as an alert asks it to)."""
+        handle = self.handle(name)
+        for _ in range(200):
+            if any(r.tool == "CheckMetrics" for r in (await handle.query(ExperimentWorkflow.report)).receipts):
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{handle.id} ran no guardrail check within 10 s")
 
     async def events(self, name: str) -> int:
         return len((await self.handle(name).fetch_history()).events)
@@ -249,8 +257,7 @@ async def test_a_namespace_the_server_lacks_is_its_answer_and_exit_1(lab: Lab, a
 @pytest.mark.xfail(strict=True, reason="bug in cli/commands.py _existing: any NOT_FOUND from describe is read as "
                    "'no experiment', so a namespace the server lacks sends the user to check the experiment's name "
                    "(exit 2) where list and start name the namespace (exit 1)")
-async def test_a_namespace_the_server_lacks_is_named_by_commands_on_one_experiment(lab: Lab) -> None:
-    await lab.started("in-default")
-    shown = await lab.starter("status", "in-default", "--namespace", "no-such-namespace")
+async def test_a_namespace_the_server_lacks_is_named_by_commands_on_one_experiment(lab: Lab, running: str) -> None:
+    shown = await lab.starter("status", running, "--namespace", "no-such-namespace")
     assert shown.code == RUNTIME_FAILURE
     assert "Namespace no-such-namespace is not found" in shown.err and "no experiment" not in shown.err

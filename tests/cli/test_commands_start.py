@@ -73,7 +73,7 @@ async def test_starting_a_name_again_exits_2_and_leaves_the_first_run_alone(lab:
 
 async def test_a_refusal_at_registration_exits_2_with_the_clause_and_leaves_nothing_running(lab: Lab,
                                                                                            tmp_path: Path) -> None:
-    async with lab.alone(tmp_path / "data") as (alone, _):
+    async with lab.alone(tmp_path / "data") as alone:
         taken = await alone.starter("start", alone.spec(POLICIES, "slot-taken", max_concurrent=1))
         assert taken.code == OK, taken.err
         refused = await alone.starter("start", alone.spec(POLICIES, "slot-refused", max_concurrent=1))
