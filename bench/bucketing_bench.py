@@ -1,5 +1,5 @@
-"""Benchmark of the embedded flag evaluator: assignments per second, vectorised against a plain per-user loop, and
-agreement with Unleash's own evaluation (a benchmark, not a timed test). What it measures: bench/README.md.
+"""Benchmark of the embedded flag evaluator: assignments per second, and agreement with Unleash's own evaluation.
+Vectorised against a plain per-user loop (a benchmark, not a timed test); what it measures: bench/README.md.
 
     .venv/bin/python -m bench.bucketing_bench [--users N] [--quick] [--playground-users N] [--no-unleash]
 """

@@ -1,5 +1,6 @@
-"""Benchmark of the metrics check at scale: per-arm statistics of one 14-day window over 1M and 10M rows, on DuckDB
-and PostgreSQL, against pulling the rows into Python; the data, what is timed and the targets: bench/README.md.
+"""Benchmark of the metrics check at scale: per-arm statistics of one 14-day window over 1M and 10M rows.
+On DuckDB and PostgreSQL, against pulling the rows into Python; the data, what is timed and the targets:
+bench/README.md.
 
     .venv/bin/python -m bench.metrics_bench [--quick] [--runs N] [--seed S] [--no-postgres]
 """

@@ -1,6 +1,6 @@
-"""Benchmark of the push path: a guardrail breach visible in the metrics source -> verified rollback, on a real
-Temporal dev server, Unleash and alert receiver (a benchmark, not a timed test). The stack, the figures and the
-baselines: bench/README.md.
+"""Benchmark of the push path: a guardrail breach visible in the metrics source -> verified rollback.
+On a real Temporal dev server, Unleash and alert receiver (a benchmark, not a timed test); the stack, the figures
+and the baselines: bench/README.md.
 
     .venv/bin/python -m bench.rollback_latency_bench [--repeat N] [--embedded-flags]
 """

@@ -1,5 +1,6 @@
-"""Benchmark of the sequential tests in `abrollout.stats` (a benchmark, not a timed test): false-positive rate, power
-and time to decision against naive peeking, mSPRT and a fixed horizon. The simulation and scenarios: bench/README.md.
+"""Benchmark of the sequential tests in `abrollout.stats` (a benchmark, not a timed test).
+False-positive rate, power and time to decision against naive peeking, mSPRT and a fixed horizon; the simulation
+and its scenarios: bench/README.md.
 
     .venv/bin/python -m bench.stats_bench [--runs N] [--quick] [--seed S]
 """

@@ -1,5 +1,5 @@
-"""Benchmark of long experiments on Temporal's time-skipping test server (a benchmark, not a timed test): 14 and 90
-days of hourly checks against Temporal's own floor for that cadence. The figures and targets: bench/README.md.
+"""Benchmark of long experiments on Temporal's time-skipping test server (a benchmark, not a timed test).
+14 and 90 days of hourly checks against Temporal's own floor for that cadence; figures and targets: bench/README.md.
 
     .venv/bin/python -m bench.timeskip_bench [--repeat N] [--quick] [--no-long] [--long-seed S] [--profile]
                                              [--long-history-limit EVENTS]
