@@ -1,29 +1,8 @@
 """The embedded metrics source: exposures and metric events in a DuckDB file, per-arm statistics in SQL.
 
-Schema (one file, shared by every experiment):
-
-    exposures     (exp_key VARCHAR, user_id VARCHAR, arm VARCHAR, at_s INTEGER)     one row per exposed user
-    metric_events (exp_key VARCHAR, user_id VARCHAR, metric VARCHAR, value DOUBLE, at_s INTEGER)
-    pre_period    (exp_key VARCHAR, user_id VARCHAR, metric VARCHAR, value DOUBLE)  at most one per user, metric
-    sim_progress  (exp_key VARCHAR PRIMARY KEY, hours_done INTEGER)                 the simulator's high-water mark
-    rollup_*      the running aggregate (adapters/running_aggregate.py), folded in by every write
-
-Arm and metric names stay VARCHAR: DuckDB stores repeated strings dictionary-compressed, so on disk they cost
-about what small-int codes would, and an ENUM would need every arm name known when the table is created. at_s is
-whole seconds of experiment time. There are no indexes: ART indexes serve point lookups, not aggregates, and slow
-bulk appends; each row group's min/max (zonemap) on exp_key and at_s already lets a filtered scan skip the rest.
-
-A user's value of a metric is the sum of their events up to the window's end, 0 without events. Values are
-summed as whole micro-units (`round(value * 1e6)`, BIGINT/HUGEINT): integer sums are exact, so the statistics
-are identical on every run however DuckDB's threads split the work (parallel float sums are not), a retried
-check gets the same snapshot id, and an analyst rerunning the recorded SQL gets the same numbers.
-
-The statistics query (`aggregate_sql`) is the definition, and every snapshot records it. A check whose window
-holds every row written so far (the usual live look) reads the running aggregate instead, which equals the query
-to the digit and costs the same at any size; an earlier window (a replayed look) runs the query.
-
-A snapshot's freshness (`freshest_event_seconds`, which the staleness rule data.1 reads) is the latest exposure or
-event of a checked metric in the window, as in PostgreSQL: another metric's events do not make it fresh.
+The statistics query (`aggregate_sql`) is the definition and every snapshot records it; values are summed as whole
+micro-units, so sums are exact however DuckDB's threads split the work and a rerun gives the same numbers. A live
+look reads the running aggregate, equal to the query to the digit. Design notes: docs/adapters.md.
 """
 
 from __future__ import annotations
@@ -46,6 +25,8 @@ from adapters.running_aggregate import MICRO_UNITS_SQL, VALUE_SCALE, RunningAggr
 from adapters.running_aggregate import SCHEMA as RUNNING_AGGREGATE_SCHEMA
 from adapters.simulator import Exposures, FlagReader, MetricEvents, PrePeriod, Rows, Simulator
 
+# Arm and metric stay VARCHAR (dictionary-compressed: about the size of small-int codes, and no ENUM that needs
+# every arm up front); no indexes: zonemaps on exp_key and at_s already let a filtered scan skip row groups.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exposures (
     exp_key VARCHAR NOT NULL, user_id VARCHAR NOT NULL, arm VARCHAR NOT NULL, at_s INTEGER NOT NULL);

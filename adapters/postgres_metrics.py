@@ -1,29 +1,7 @@
 """PostgreSQL as the metrics warehouse: per-arm sufficient statistics computed inside the database by one statement
-whose exact text the check records, so an analyst can rerun it in psql and get the same numbers.
-
-Tables (every table and column name configurable, see `WarehouseTables`; the defaults are the embedded store's):
-
-    exposures     (exp_key, user_id, arm, at_s)             one row per exposed user
-    metric_events (exp_key, user_id, metric, value, at_s)   a user's value is the sum of their events
-    pre_period    (exp_key, user_id, metric, value)         at most one per user and metric: the CUPED covariate
-    sim_progress  (exp_key, hours_done)                     the traffic simulator's high-water mark (demo, tests)
-
-at_s is whole seconds of experiment time. The statistics mean exactly what the embedded store's do
-(adapters/local_metrics.py builds both results): values are summed as whole micro-units into NUMERIC, so sums are
-exact, a retried check gets the same snapshot id and a rerun the same numbers. One statement also yields the
-freshest time and which metrics have pre-period rows, so everything comes from one consistent view of the data.
-Rounding to micro-units is PostgreSQL's (half to even for double precision, half away from zero for numeric), which
-differs from DuckDB's only for a value exactly half a micro-unit away from two.
-
-With `rollup`, a window that holds every row of the experiment is answered from per-arm sums that triggers keep
-up to date (adapters/postgres_rollup.py), equal to the statement's result to the digit; the statement is still
-what the check records, and what runs for any other window.
-
-Configured names are validated and quoted, never pasted: configuration cannot become SQL. Quoting makes them case
-sensitive ("Exposures" is not exposures).
-
-The traffic simulator writes through the sync `HourStore` side (it runs in a thread): COPY and the progress update
-in one server transaction, with the progress row locked, so two workers never write the same hour.
+whose exact text the check records, so an analyst can rerun it in psql and get the same numbers (the embedded
+store's statistics, in exact micro-units). Configured names are validated and quoted, never pasted; with `rollup` a
+window holding every row reads the triggers' sums (adapters/postgres_rollup.py). Design notes: docs/adapters.md.
 """
 
 from __future__ import annotations
@@ -57,7 +35,8 @@ _SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('abrollout.schema'))"
 @dataclass(frozen=True)
 class WarehouseTables:
     """Where the warehouse keeps each table and column. A field's name is its config key under [postgres.tables]:
-    `<table>` names a table (optionally schema-qualified, `analytics.exposures`), `<table>_<column>` a column."""
+    `<table>` names a table (optionally schema-qualified, `analytics.exposures`), `<table>_<column>` a column.
+    Names are validated and quoted, never pasted, so they are case sensitive ("Exposures" is not exposures)."""
 
     exposures: str = "exposures"
     exposures_exp_key: str = "exp_key"
@@ -400,7 +379,9 @@ def _by_user(t: WarehouseTables, table: str, columns: list[str], where: str) -> 
 
 
 def _micro_units(t: WarehouseTables, table: str, metrics: Sequence[str]) -> list[str]:
-    """One column per metric: the row's value in micro-units where the row is that metric's, else NULL."""
+    """One column per metric: the row's value in micro-units where the row is that metric's, else NULL. PostgreSQL
+    rounds half to even for double precision (half away from zero for numeric), which differs from DuckDB's only
+    for a value exactly half a micro-unit away from two."""
     return [f"CASE WHEN {t.q(f'{table}_metric')} = {_literal(m)} THEN round({t.q(f'{table}_value')} * {VALUE_SCALE})"
             f"::bigint END" for m in metrics]
 

@@ -1,11 +1,6 @@
 """The experiment registry in PostgreSQL, for teams that run several workers: registrations, runs and
 max_concurrent accounting with the embedded registry's semantics (adapters/local_registry.py: the same ids, the same
 refusals, a run stops once).
-
-Registration takes a transaction-scoped advisory lock on its domain before it counts the domain's running
-experiments and inserts, so workers registering in the same domain at once are serialised and cannot both take the
-last slot (concurrency.1); other domains do not wait. Lock waits, like every statement, end at the statement
-timeout.
 """
 
 from __future__ import annotations
@@ -76,6 +71,9 @@ class PostgresRegistry:
         await self._db.create(SCHEMA)
 
     async def register(self, args: RegisterExperimentArgs, idempotency_key: str) -> str:
+        """The domain's advisory lock (transaction-scoped) is taken before counting its running experiments and
+        inserting, so workers registering in one domain at once cannot both take the last slot (concurrency.1);
+        other domains do not wait, and a lock wait ends at the statement timeout."""
         async with self._db.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('abrollout.registry'), hashtext(%s))",
                                [args.domain])

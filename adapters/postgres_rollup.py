@@ -1,41 +1,7 @@
 """PostgreSQL's running aggregate (opt in: `[postgres] rollup = true`): per-arm sums kept up to date by
 statement-level triggers on the warehouse's three tables, so a check reads a few rows instead of grouping every
-exposed user, whoever loads the rows (COPY, INSERT, the owner's pipelines, the simulator).
-
-It means exactly what the embedded store's does (adapters/running_aggregate.py; same sums in the same micro-units,
-and the statistics SQL stays the definition the check records): it answers a window that holds every row of the
-experiment (`max_at_s <= until`), else the check runs the statistics query. Tables, beside the exposures table:
-
-    abrollout_rollup_marks  (exp_key, max_at_s, stale)   what has been folded; stale: the check must not use it
-    abrollout_rollup_users  (exp_key, user_id, arm)      every user seen; arm NULL until exposed
-    abrollout_rollup_values (exp_key, user_id, metric, y, x)
-    abrollout_rollup_arms   (exp_key, arm, metric, n, s, ss, pn, ps, pss, psp, max_at_s)
-                                                         arm NULL: the latest exposure (metric NULL) and
-                                                         event of each metric, as the query's freshness
-                                                         counts only the chosen metrics' events
-
-How it stays exact:
-- An INSERT (or COPY) folds its new rows (the trigger's transition table), every experiment in them at once: the
-  touched users' old state is read, (new - old) contributions are added to their arms, the new state written, in
-  one statement. It costs what the batch costs: about 7-11 ms for an hour of simulated traffic (100-250 rows),
-  20 s for a 1M-row bulk COPY. An UPDATE, DELETE or TRUNCATE refolds the experiments it touched from the tables
-  (a full pass over each).
-- Writers of one experiment are serialised on transaction-level advisory locks (taken in key order) before the
-  fold reads anything, so under READ COMMITTED each fold sees the previous writer's committed sums. A writer in
-  REPEATABLE READ or SERIALIZABLE would read a stale snapshot, so it marks its experiments stale and folds
-  nothing. A stale experiment is answered by the query until `SELECT abrollout_rollup_refold('<exp_key>')` (or
-  installing again) folds it from the tables.
-- The check reads the sums only while all 12 triggers exist and are enabled (in the same statement), so a dropped
-  or disabled trigger costs speed, never numbers. Writes made with triggers bypassed (`session_replication_role =
-  replica`) are not seen: refold after them.
-- The trigger functions are SECURITY DEFINER (the installer's rights, search_path pinned, every name qualified),
-  so loaders need no grants on the rollup tables, and only the installer may call them directly (EXECUTE is
-  revoked from PUBLIC); a reader needs SELECT on marks and arms.
-
-Installing takes SHARE ROW EXCLUSIVE locks on the three tables (reads go on, writes wait), creates or replaces
-everything and enables the triggers. Where all 12 triggers were already enabled it folds only experiments with no
-fresh mark; else (a first install, tables dropped and made again, a trigger disabled) it folds every experiment
-afresh, since writes may have been missed. Needs PostgreSQL 15 (UNIQUE NULLS NOT DISTINCT keys the per-arm rows).
+exposed user, whoever loads the rows (COPY, INSERT, the owner's pipelines, the simulator). It means exactly what the
+embedded store's does (adapters/running_aggregate.py). Tables, how it stays exact, installing: docs/adapters.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Operational guardrails from Prometheus: a guardrail's PromQL `query` evaluated per arm over the lookback window,
 and TSDB snapshots as the metrics-side receipt beside each dashboard snapshot.
 
-A query must return an instant vector with one series per arm, told apart by an `arm` label (for example
-`histogram_quantile(0.95, sum by (arm, le) (rate(http_request_duration_seconds_bucket{experiment="$experiment"}
-[$window])))`). The values join the check's observed values, where the must-hold breach logic is the same as for
-warehouse metrics.
+A query returns one series per arm, told apart by an `arm` label (an example: docs/adapters.md); the values join
+the check's observed values, where the must-hold breach logic is the same as for warehouse metrics.
 """
 
 from __future__ import annotations
@@ -72,6 +70,7 @@ class PrometheusGuardrails:
                 tuple(f"{text} # evaluated at {stamp} (time={at:.3f})" for _, text in queried))
 
     async def _per_arm(self, guardrail: str, query: str, at: float) -> dict[str, float]:
+        """The query's instant vector as {arm label: value}; series without an arm or a finite value are left out."""
         data = await self._api(f"guardrail {guardrail}: query {query!r}", "GET", "/api/v1/query",
                                params={"query": query, "time": f"{at:.3f}"})
         if data.get("resultType") != "vector":

@@ -1,15 +1,8 @@
 """Prometheus remote write (protocol 1.0), encoded by hand, and a simulator sink that mirrors guardrail metrics.
 
 Remote write is the one way to give Prometheus samples with chosen timestamps and labels while it runs (the
-Pushgateway refuses timestamps; scraping cannot backdate). The `WriteRequest` message is small enough to encode
-directly, which spares a generated-protobuf dependency:
-
-    WriteRequest {repeated TimeSeries timeseries = 1}
-    TimeSeries   {repeated Label labels = 1; repeated Sample samples = 2}
-    Label        {string name = 1; string value = 2}
-    Sample       {double value = 1; int64 timestamp = 2}   (milliseconds since the epoch)
-
-The body is snappy block-compressed (not framed), as the protocol requires.
+Pushgateway refuses timestamps; scraping cannot backdate). `WriteRequest` is small enough to encode directly, which
+spares a generated-protobuf dependency; the body is snappy block-compressed (not framed), as the protocol requires.
 """
 
 from __future__ import annotations
@@ -32,6 +25,9 @@ HEADERS = {
     "X-Prometheus-Remote-Write-Version": "0.1.0",
 }
 
+# The messages encoded: WriteRequest {repeated TimeSeries timeseries = 1}; TimeSeries {repeated Label labels = 1;
+# repeated Sample samples = 2}; Label {string name = 1; string value = 2}; Sample {double value = 1; int64
+# timestamp = 2} (milliseconds since the epoch).
 _VARINT, _FIXED64, _LENGTH_DELIMITED = 0, 1, 2
 DETAIL_CHARS = 300
 """How much of a refusal's body goes into the error, once the URL's credentials are masked."""

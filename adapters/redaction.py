@@ -1,10 +1,8 @@
 """Quoting an outside system's answer in a message without the secrets the request carried.
 
-An error body from Unleash, GitHub, a webhook, PostgreSQL or Prometheus may echo a credential, as sent or
-encoded: JSON-escaped inside a JSON body, percent-encoded where it was part of a URL, HTML-escaped on a proxy's
-error page. Such text reaches activity failures, the workflow history, receipts, tickets and logs. So every form of
-every known secret is masked *before* the text is shortened: cut first, a secret straddling the cut loses its tail
-and no longer matches, and its head is quoted as is.
+An error body may echo a credential as sent or encoded (JSON-, percent- or HTML-escaped), and such text reaches
+activity failures, the workflow history, receipts, tickets and logs. So every form of every known secret is masked
+*before* the text is shortened: cut first, a secret straddling the cut would lose its tail and no longer match.
 """
 
 from __future__ import annotations

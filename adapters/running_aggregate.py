@@ -1,30 +1,7 @@
-"""The embedded store's running aggregate: each experiment's per-arm sums kept up to date as rows are written, so a
-check costs what its new rows cost instead of a pass over every user exposed so far.
-
-Tables (in the store's DuckDB file, beside the rows they summarise):
-
-    rollup_marks  (exp_key PRIMARY KEY, exposure_rows, max_at_s)   what has been folded in
-    rollup_users  (exp_key, user_id, arm)                           every user seen; arm NULL until exposed
-    rollup_values (exp_key, user_id, metric, y, x)                  a user's value (sum of events) and covariate
-    rollup_arms   (exp_key, arm, metric, n, s, ss, pn, ps, pss, psp, latest)
-                                                                     per arm: users (metric NULL), and per metric
-                                                                     the sums the statistics query yields; arm
-                                                                     NULL: a metric's pre-period rows (n) and
-                                                                     latest event (latest; metric NULL: the
-                                                                     latest exposure), the freshness's parts
-
-Everything is in the same whole micro-units as the statistics query (`local_metrics.aggregate_sql`), which stays
-the definition: every row written so far is in the aggregate, so it answers a window exactly when the window holds
-every row (`max_at_s <= until`), and then it equals that query's result to the digit (a test holds them equal,
-late rows, users in two arms and duplicated covariates included). A window that ends earlier (a replayed or
-retried look after later hours were written) runs the query.
-
-Folding a batch changes a touched user's contribution: their arm can move (a first exposure, or one in an arm
-first in name order: they count in that one), their values grow. So the fold reads the touched users' old state,
-adds (new contribution - old contribution) to their arms' sums, then writes the new state, in the writer's
-transaction: in Python ints for a small batch, by MERGE statements for a large one or for rows already stored. The
-mark row is written first: two writers of one experiment conflict on it and one is rolled back whole, never both
-folded.
+"""The embedded store's running aggregate: per-arm sums kept up to date as rows are written, so a check costs what
+its new rows cost instead of a pass over every user exposed so far. It answers a window that holds every row
+written (`max_at_s <= until`), equal to the statistics query (`local_metrics.aggregate_sql`, still the definition)
+to the digit; an earlier window runs the query. The tables and how the fold stays exact: docs/adapters.md.
 """
 
 from __future__ import annotations
@@ -40,7 +17,7 @@ import numpy as np
 from adapters.simulator import Floats, Rows
 
 VALUE_SCALE = 1_000_000
-"""Values are aggregated in units of 1/VALUE_SCALE (see `local_metrics`)."""
+"""Values are aggregated in units of 1/VALUE_SCALE: integer sums are exact, whatever the order (docs/adapters.md)."""
 MICRO_UNITS_SQL = f"CAST(round(value * {VALUE_SCALE}) AS BIGINT)"
 
 SCHEMA = """
@@ -78,8 +55,9 @@ _TABLES = Sources(
 
 
 def _fold_statements(src: Sources) -> tuple[str, ...]:
-    """The fold, in the order it must run: the mark (claims the experiment), the arms' sums (from the users' old
-    state), then the users' new state."""
+    """The fold, in the order it must run: the mark (claims the experiment: two writers of one experiment conflict
+    on it and one is rolled back whole, never both folded), the arms' sums (from the users' old state), then the
+    users' new state."""
     batch = f"""batch_values AS (
         SELECT user_id, metric, sum(v) FILTER (NOT pre) AS dy, sum(v) FILTER (pre) AS dx
         FROM (SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(metric AS VARCHAR) AS metric, {MICRO_UNITS_SQL} AS v,

@@ -1,24 +1,8 @@
 """Simulated traffic for the embedded metrics store, configured by a spec's `simulation` block (demo and tests).
 
-Experiment hour h is generated whole, from its own random streams, so the data depends only on the seed, the
-hour and the flag as it stood when the hour was generated:
-
-- Arrivals: Poisson with rate `users_per_hour`, times `1 + 0.6 sin(2 pi (h mod 24 - 6) / 24)` when
-  `daily_cycle` is on (a trough of 0.4x at midnight, a peak of 1.6x at noon, the same daily mean). Each user gets
-  the id `u{h:05d}{i:06d}`, an arrival second uniform within the hour, and `context` attributes drawn by weight.
-- Assignment: through `abrollout.flags.evaluate.assign_many` on the flag's current state, with `now` = 2026-01-01 UTC
-  plus h hours, so exposure rules, rollout and sticky bucketing are Unleash's. Users without a variant leave no row.
-- `exposure_loss[arm]` drops that fraction of the arm's users, events included: logging that silently breaks,
-  which shows up as a sample ratio mismatch.
-- Metric values use common random numbers: every user draws the same noise whatever their arm, and the arm only
-  shifts the mean (effects always, degradations from their hour on). Shifts are added up on the baseline:
-  relative `v` adds `mean * v / 100`, absolute adds `v`. Bernoulli metrics (no `sd`) log one event of value 1 per
-  converting user; normal metrics log every user's value. With `pre_period_correlation` rho > 0 (normal metrics
-  only) a pre-period covariate x = mean + sd z is written, and the value is mean' + sd (rho z + sqrt(1 - rho^2) e).
-  Events are logged at the user's arrival second.
-
-`Rows` (numpy columns per table) is also the store's bulk-load format; it lives here so that the store, which
-drives the simulator, depends on this module and not the other way round.
+Experiment hour h is generated whole, from its own random streams, so the data depends only on the seed, the hour
+and the flag as it stood when the hour was generated (the traffic model: docs/adapters.md). `Rows` is also the
+store's bulk-load format, kept here so that the store, which drives the simulator, depends on this module.
 """
 
 from __future__ import annotations
@@ -140,7 +124,10 @@ class Simulator:
 
 
 def simulate_hour(simulation: Simulation, flag: FlagState | None, hour: int) -> Rows:
-    """The rows of one experiment hour: a pure function of its arguments."""
+    """The rows of one experiment hour: a pure function of its arguments. Arrivals are Poisson; each user gets the
+    id `u{h:05d}{i:06d}`, an arrival second uniform within the hour (when their events are logged) and `context`
+    drawn by weight. `exposure_loss[arm]` drops that share of the arm's users, events included: logging that
+    silently breaks, which shows up as a sample ratio mismatch."""
     rng = np.random.default_rng([simulation.seed, hour])
     n = int(rng.poisson(arrival_rate(simulation, hour)))
     user_ids = np.strings.add(f"u{hour:05d}", np.strings.zfill(np.arange(n).astype(np.str_), 6)).astype(object)
@@ -165,14 +152,16 @@ def simulate_hour(simulation: Simulation, flag: FlagState | None, hour: int) -> 
 
 
 def arrival_rate(simulation: Simulation, hour: int) -> float:
-    """Expected arrivals in the hour (see the module docstring for the daily cycle)."""
+    """Expected arrivals in the hour: `users_per_hour`, times 1 + 0.6 sin(2 pi (h mod 24 - 6) / 24) with
+    `daily_cycle` (a trough of 0.4x at midnight, a peak of 1.6x at noon, the same daily mean)."""
     if not simulation.daily_cycle:
         return float(simulation.users_per_hour)
     return simulation.users_per_hour * (1 + 0.6 * math.sin(2 * math.pi * (hour % 24 - 6) / 24))
 
 
 def arm_mean(simulation: Simulation, metric: str, arm: str, hour: int) -> float:
-    """The metric's true mean for the arm in this hour: the baseline plus every shift that applies."""
+    """The metric's true mean for the arm in this hour: the baseline plus every shift that applies (effects always,
+    degradations from their hour on; a relative shift v adds mean * v / 100, an absolute one v)."""
     base = simulation.metrics[metric].mean
     shifts = [simulation.effects[arm][metric]] if metric in simulation.effects.get(arm, {}) else []
     shifts += [d.shift for d in simulation.degradations if d.metric == metric and d.arm == arm and hour >= d.from_hour]
@@ -195,7 +184,8 @@ def _categorical(rng: np.random.Generator, weights: dict[str, float], n: int) ->
 
 
 def _assign(flag: FlagState | None, user_ids: Strings, properties: dict[str, list[str]], hour: int) -> Indices:
-    """Variant indices from the flag provider's own evaluator; NOT_EXPOSED for everyone without a flag."""
+    """Variant indices from the flag provider's own evaluator, at EPOCH plus `hour` hours, so exposure rules,
+    rollout and sticky bucketing are Unleash's; NOT_EXPOSED for everyone without a flag."""
     if flag is None:
         return np.full(len(user_ids), NOT_EXPOSED, dtype=np.int64)
     return assign_many(flag, user_ids.tolist(), properties, EPOCH + timedelta(hours=hour))
@@ -213,7 +203,10 @@ class _Draw:
 def _draw(simulation: Simulation, name: str, hour: int, n: int, kept: Indices, mean: Floats) -> _Draw:
     """Draw the noise for all n arrivals (so a user's noise does not depend on who else is exposed), then keep
     the logged users. The stream is keyed by the metric's name, byte by byte (never 0, so never the hour's own
-    stream [seed, hour]): adding a metric to the spec does not move the others."""
+    stream [seed, hour]): adding a metric to the spec does not move the others. Common random numbers: a user
+    draws the same noise whatever their arm, which only shifts the mean. A Bernoulli metric (no `sd`) logs one
+    event of 1 per converting user; a normal one every user's value, mean' + sd (rho z + sqrt(1 - rho^2) e), with
+    the pre-period covariate mean + sd z when rho > 0."""
     rng = np.random.default_rng([simulation.seed, hour, *name.encode()])
     metric = simulation.metrics[name]
     if metric.sd is None:

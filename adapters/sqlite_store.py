@@ -1,10 +1,6 @@
 """SQLite for the embedded stores: one file per store under ABROLLOUT_DATA_DIR, safe across processes.
 
-WAL lets readers run beside a writer, `BEGIN IMMEDIATE` takes the write lock up front so a
-read-check-write (is this key applied? is the domain full?) cannot interleave with another worker's.
-Reads take no lock: a deferred transaction reads one WAL snapshot, so checks reading the registry or a
-flag never queue behind each other or behind a writer. Each thread keeps its connection: opening one per
-call cost more than the query it ran (a check reads two stores).
+WAL lets readers run beside a writer: writes take the lock up front (`run`), reads take none (`read`).
 """
 
 from __future__ import annotations
@@ -29,7 +25,8 @@ class SqliteStore:
         con.executescript(schema)
 
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection to the store, opened on first use."""
+        """This thread's connection to the store, opened on first use: opening one per call cost more than the query
+        it ran (a check reads two stores)."""
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
             con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -39,11 +36,14 @@ class SqliteStore:
         return con
 
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` in a write transaction on a worker thread, so the event loop never blocks on the lock."""
+        """Run `work` in a write transaction on a worker thread, so the event loop never blocks on the lock.
+        `BEGIN IMMEDIATE` takes the lock up front, so a read-check-write (is this key applied? is the domain
+        full?) cannot interleave with another worker's."""
         return await asyncio.to_thread(self._in_transaction, work, "BEGIN IMMEDIATE")
 
     async def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run read-only `work` on one consistent snapshot, without the write lock, on a worker thread."""
+        """Run read-only `work` on one consistent snapshot, without the write lock, on a worker thread: a deferred
+        transaction reads one WAL snapshot, so reads never queue behind each other or behind a writer."""
         return await asyncio.to_thread(self._in_transaction, work, "BEGIN")
 
     def _in_transaction(self, work: Callable[[sqlite3.Connection], T], begin: str) -> T:

@@ -1,10 +1,8 @@
 """OpenTicket over HTTP: a generic JSON webhook, and GitHub Issues. The embedded SQLite store stays the default.
 
-Both are idempotent by the tool call's key, so a retried activity never opens a second ticket: the webhook sends
-the key as `Idempotency-Key` for the receiver to dedupe on; GitHub has no such header, so the key is written into
-the issue body as a hidden marker and looked up before creating. Secrets (the webhook's signing secret, the GitHub
-token) go only into a signature or the Authorization header, messages name a URL by its origin only (webhook
-URLs often carry a token in their path), and a quoted answer has all of them masked (adapters/redaction.py).
+Both are idempotent by the tool call's key, so a retried activity never opens a second ticket. Secrets go only
+into a signature or the Authorization header, messages name a URL by its origin only (webhook URLs often carry a
+token in their path), and a quoted answer has all of them masked (adapters/redaction.py).
 """
 
 from __future__ import annotations
@@ -47,7 +45,8 @@ def _detail(response: httpx.Response, secrets: tuple[str, ...]) -> str:
 
 class WebhookTickets:
     """POSTs each ticket as JSON to a webhook, retrying what may be transient (connect errors, timeouts, 429 and
-    5xx) with exponential backoff under the same Idempotency-Key; a 4xx other than 429 is final."""
+    5xx) with exponential backoff under the same Idempotency-Key (the tool call's key, for the receiver to dedupe
+    on); a 4xx other than 429 is final."""
 
     name = "webhook"
 

@@ -1,29 +1,8 @@
 """Unleash as the flag provider, through its Admin API (written and tested against Unleash 8.2.0).
 
-An experiment is one feature flag of type "experiment" with, in the configured environment, one
-flexibleRollout strategy: stickiness userId, the experiment key as groupId, the exposure rules as
-constraints and the arms as strategy variants. Ramp steps, promote and rollback update that strategy.
-
-Receipts are Unleash's own: a change's id is the id of the event the change wrote to Unleash's event log
-(feature-created, feature-strategy-add or feature-strategy-update), found with
-``GET /api/admin/search/events``, and `read` maps the state Unleash serves back to a `FlagState`.
-
-Idempotency keys are stored by the very request that makes the change, so a crash between that request
-and the activity's completion cannot lose them:
-
-- a strategy change sets the strategy's ``title`` to ``abrollout <key>: <reason>``; Unleash keeps titles,
-  shows them in its UI, and the event's ``data`` records them;
-- a new flag ends its description with that line; the feature-created event's ``data`` records it.
-
-The event log, not the current state, decides whether a key was applied: `find_change` searches the
-flag's events for the key (``query`` is a substring match over data and preData), keeps those whose data
-carries the line, and takes the oldest (a hand edit that keeps the title carries it too). A superseded
-key is therefore never applied again. Not a strategy parameter: parameters are evaluation input that SDKs
-download, while the title is the label Unleash has for people. Not a tag: a second request, a crash window.
-
-Enabling the environment is a second request, after the strategy write, since Unleash gives a flag
-enabled without strategies a default on-for-everyone strategy. A change interrupted between the two is
-not yet done for `find_change`, and `apply` finishes it without writing the strategy again.
+An experiment is one flag of type "experiment" with one flexibleRollout strategy. Each change writes its
+idempotency key in the same request (the strategy's title), so Unleash's event log, not the current state, says
+whether a key was applied, and the event's id is the receipt. Design notes: docs/adapters.md.
 """
 
 from __future__ import annotations
@@ -62,7 +41,9 @@ class UnsupportedFlag(UnleashError):
 
 
 def _stamp(key: str) -> str:
-    """The line prefix that marks a change as made under `key` (keys contain no spaces)."""
+    """The line prefix that marks a change as made under `key` (keys contain no spaces). It goes into a strategy's
+    title or a new flag's description, written by the request that makes the change, so a crash cannot lose it;
+    not a strategy parameter (SDKs download those as evaluation input), not a tag (a second request)."""
     return f"abrollout {key}: "
 
 
@@ -177,6 +158,9 @@ class UnleashFlags:
         return self._change(event, idempotency_key)
 
     async def apply(self, flag_key: str, desired: FlagState, idempotency_key: str, reason: str) -> Change:
+        """Write the strategy under the key, then enable the environment in a second request: Unleash gives a flag
+        enabled without strategies an on-for-everyone default. A change interrupted between the two is finished
+        here without writing the strategy again."""
         if len(desired.strategies) != 1:
             raise ValueError(f"Unleash flags hold one flexibleRollout strategy, got {len(desired.strategies)}")
         environment = await self._environment(flag_key)
@@ -267,7 +251,9 @@ class UnleashFlags:
         return None if feature is None else self._environment_of(feature)
 
     async def _event(self, flag_key: str, key: str) -> dict[str, Any] | None:
-        """The oldest event of the flag whose data was written under `key`: the change itself."""
+        """The oldest event of the flag whose data was written under `key`: the change itself. `query` also matches
+        preData, so only events whose own data carries the stamp count; the oldest wins, so a later hand edit that
+        keeps the title is not the change, and a superseded key is never applied again."""
         params = {"feature": f"IS:{flag_key}", "type": f"IS_ANY_OF:{','.join((FEATURE_CREATED, *STRATEGY_EVENTS))}",
                   "query": key, "limit": SEARCH_PAGE}
         found: list[dict[str, Any]] = []

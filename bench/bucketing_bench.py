@@ -1,37 +1,7 @@
-"""Benchmark of the embedded flag evaluator (issue 9, item 5): assignments per second, vectorised against a plain
-per-user loop, and agreement with Unleash's own evaluation (a benchmark, not a timed test).
+"""Benchmark of the embedded flag evaluator: assignments per second, and agreement with Unleash's own evaluation.
+Vectorised against a plain per-user loop (a benchmark, not a timed test); what it measures: bench/README.md.
 
     .venv/bin/python -m bench.bucketing_bench [--users N] [--quick] [--playground-users N] [--no-unleash]
-
-The flag is the one an experiment holds (abrollout.flags.states.allocation_state): one flexibleRollout strategy,
-stickiness userId, the experiment key as groupId, a gradual rollout of 60% and three arms split 50/30/20 as
-variants; once without exposure rules and once with two (`country in ["US","CA"]`, `app_version >= "5.2.0"`,
-so constraints are evaluated too). The users are N (1,000,000) ids of mixed lengths ("u" and up to 9 digits)
-with country and app_version drawn per user (some absent).
-
-Throughput, measured in this run on the same users and flag:
-
-- vectorised: `flag_eval.assign_many`, what the traffic simulator assigns with (adapters/simulator._assign);
-  median of 5 runs;
-- per-user loop: `flag_eval.get_variant(flag, EvalContext.from_values(...), now)` for each user, the scalar
-  evaluator as any caller without the vectorised path would use it; one pass over all N users (its results are
-  the reference for the agreement check);
-- bare-hash loop: `bucketing.normalized_hash` twice per user (rollout bucket and variant target) and the variant
-  walk, no context and no constraints: the floor of any per-user Python loop; median of 3 runs.
-
-Agreement:
-
-- (a) vectorised against the per-user evaluator on every user of both flags (100% expected), and the vectorised
-  hash (`normalized_hash_many`) against mmh3 one key at a time on N uniform-length ids (UUIDs: the hash's other
-  code path);
-- (b) Unleash's client specification 6.1.0 (the 279 cases every Unleash SDK passes, loaded as
-  tests/abrollout/flags/test_client_specification.py does): agreeing / applicable with the scalar evaluator, and with
-  the vectorised one on every applicable case it can take (`_vector_case` says which and how);
-- (c) a real Unleash 8.2.0 (started here over a throwaway PostgreSQL, tests/support/servers/), its playground API
-  user by user (`--playground-users`, 1,000) on the experiment flag with rules, against both evaluators. Skipped, saying
-  why and how to run it, where Unleash cannot be installed or started.
-
-Timings on a shared 2-core machine are noisy; the ratios are the figures to compare.
 """
 
 from __future__ import annotations

@@ -1,37 +1,8 @@
-"""Benchmark of the metrics check at scale: per-arm sufficient statistics of one window over 1M and 10M rows.
+"""Benchmark of the metrics check at scale: per-arm statistics of one 14-day window over 1M and 10M rows.
+On DuckDB and PostgreSQL, against pulling the rows into Python; the data, what is timed and the targets:
+bench/README.md.
 
     .venv/bin/python -m bench.metrics_bench [--quick] [--runs N] [--seed S] [--no-postgres]
-
-Data (one seeded numpy draw per size, the same rows in every store): 2 arms, 3 metrics, a 14-day experiment.
-Every user has one exposure (uniform over the 14 days) and on average 3.6 metric events: `sessions` (value 1, 2
-per user), `revenue` (a purchase in cents, gamma-distributed, 1.5 per user) and `converted` (value 1, 0.1 per
-user), each at the exposure time plus an exponential delay (mean 1 day, truncated at the end of the experiment),
-and one pre-period `revenue` value (the CUPED covariate; these rows are not counted in "rows"). So "10M rows" is
-2.17M users with 2.17M exposures and 7.83M events, appended in time order as an event log is; user ids look like
-the simulator's (`u{hour:05d}{i:06d}`). The store also holds an earlier experiment a tenth the size (it is
-shared). The window is the whole experiment: every row counts (the last look, the largest check).
-
-Measured, in this run, on the same rows:
-
-- ours: the adapter's `aggregate` (every query it runs, from the store to the `Aggregate`), the median of
-  `--runs` runs after one warm-up (best and, for DuckDB, CPU seconds also shown).
-  The embedded store answers this window from its running aggregate (adapters/running_aggregate.py), folded in
-  as the rows were written; the bench times that fold (the store folds rows loaded by SQL when it opens the
-  file) and, as "duckdb sql", the snapshot's recorded statistics query rerun: what the store runs for a window
-  the aggregate does not hold. PostgreSQL likewise: "postgres" with the rollup (adapters/postgres_rollup.py;
-  its install after the COPY folds the loaded rows, and is timed), "postgres sql" the statistics statement,
-  what runs without the rollup (at 10M: one run, no warm-up);
-- baseline: the raw rows of the window pulled into Python (exposures, events and pre-period rows) and aggregated
-  per user and arm in plain Python, the same exact micro-unit sums; it must give identical statistics (and
-  PostgreSQL the embedded store's), or the row fails. One run, with the garbage collector off.
-
-Targets: the 10M-row check under 1 s on the embedded store (DuckDB); at least 20x the baseline on every store
-(the "sql" rows are the fallback, shown against the same target).
-PostgreSQL runs when its binaries are installed (`make test-integration` installs them): a throwaway server on
-loopback (tests/servers/postgres.py), loaded with COPY, stopped at the end (pg_ctl, by its pid file). Printed
-after the table: every table scan of the query as run (DuckDB: EXPLAIN ANALYZE, with row groups read and
-skipped by zonemaps, and where the time went by operator; PostgreSQL: EXPLAIN), for the whole window and for
-an early look (day 1), where pruning and indexes show.
 """
 from __future__ import annotations
 

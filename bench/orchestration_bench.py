@@ -1,25 +1,7 @@
 """Orchestration overhead: N experiments on one worker against the dev server, against Temporal's floor.
+What is measured in the steady window, and the targets: bench/README.md.
 
     .venv/bin/python -m bench.orchestration_bench [--n 100 500 1000] [--hour-seconds 30] [--window 30] [--profile]
-
-For each mode the fleet grows to each N in turn on one dev server and one worker process (bench/fleet/): N copies
-of bench/fleet.yaml on the embedded adapters (ours), or N copies of bench/floor.py's bare workflow with the same
-timer cadence and one no-op activity per checkpoint (the floor), both on an accelerated clock of `--hour-seconds`
-per experiment hour, i.e. a checkpoint per workflow every `--hour-seconds` s: N / hour_seconds checkpoints/s
-offered. The fleet is started at once; ours' clocks start as set-ups finish, which spreads them, and the floor's
-are spread over one interval by a phase. Once every clock runs (ours: every set-up done) and 15 s more have
-passed, a steady window of `--window` s is measured:
-
-- checkpoints/s: checkpoints completed in the window; "offered" is what the clocks ask for, so a rate below it
-  means the fleet could not keep up;
-- capacity/s: the machine's cores divided by the CPU one checkpoint cost (worker + server, measured in the
-  window). The machine is shared, so the achieved rate depends on what else runs; the CPU cost does not;
-- lateness: when a checkpoint started (its ActivityTaskStarted) minus when it was due (the clock start plus k
-  intervals), for every checkpoint due in the window, including those a saturated workflow had not reached;
-- worker CPU (in the window) and its peak RSS (VmHWM) so far; the server's CPU; the rest of the machine's CPU.
-
-Targets (issue 9): checkpoints/s >= 0.5 x the floor's, achieved and capacity both; p99 lateness < 1 s at N = 500.
-`--profile` records the ours worker with py-spy and prints where its time went.
 """
 
 from __future__ import annotations

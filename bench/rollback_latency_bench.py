@@ -1,34 +1,8 @@
-"""Benchmark of the push path (issue 9, item 4): a guardrail breach visible in the metrics source -> verified
-rollback, on the real stack (a benchmark, not a timed test).
+"""Benchmark of the push path: a guardrail breach visible in the metrics source -> verified rollback.
+On a real Temporal dev server, Unleash and alert receiver (a benchmark, not a timed test); the stack, the figures
+and the baselines: bench/README.md.
 
     .venv/bin/python -m bench.rollback_latency_bench [--repeat N] [--embedded-flags]
-
-The stack, all started here on loopback and stopped by pid: a Temporal dev server (devserver/__init__.py, SQLite), a
-real Unleash 8.2.0 over a throwaway PostgreSQL (tests/support/servers/: installed into .cache/ on first use), a worker
-assembled exactly as worker.py does (adapters/config.build_adapters with flags = "unleash", embedded DuckDB
-metrics; run in this process so the bench can write into its metrics store), and `starter.py alert-receiver` as a
-subprocess, with a bearer token made for the run (every webhook carries it, as Alertmanager's
-`http_config.authorization` sends it) and its default coalescing window (5 s: each repetition posts the breach
-11 s after the healthy alert, past that window and the workflow's 10 s alert cool-down, as Alertmanager's
-group_interval of minutes would). If
-Unleash cannot be installed or started, the flags fall back to the embedded provider and every figure says so.
-
-Each repetition starts one experiment on a real-time clock (hour_seconds 3600: its first scheduled check is an
-hour away, so only the push path can act within the run) and waits until it is set up. It writes healthy traffic
-and posts a first alert: a check that must not roll back. It waits out the workflow's minimum interval between
-alert checks (abrollout.run.inbox.ALERT_CHECK_MIN_INTERVAL), then writes the breach into the metrics store (15%
-of the treatment's users log a defect; the guardrail is defect_rate < 3%) and, the moment the write has committed
-("visible"), posts an Alertmanager webhook to the receiver. From then on it polls Unleash's Admin API on its own
-until the flag serves control only, and reads the RollbackVariant receipt (with its read-back) from the history.
-
-Figures: breach -> Unleash serves control (the bench's own poll); breach -> the RollbackVariant receipt with its
-read-back (its ActivityTaskCompleted event); verified rollback = the later of the two. Median, p90 and max over
-the repetitions, and a breakdown from the history's event times (same clock: everything runs on this machine).
-Baselines: the pull path waits for the next hourly check (bound 1 h, 30 min expected for a breach at a uniform
-time), Flagger's interval x threshold (1 min x 10 = 10 min). Target: median < 2 s.
-
-The alerting pipeline in front of the webhook (Prometheus' rule evaluation interval, the rule's `for`,
-Alertmanager's group_wait) is not part of the figure: the bench posts the webhook itself, at once.
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """Benchmark of the sequential tests in `abrollout.stats` (a benchmark, not a timed test).
+False-positive rate, power and time to decision against naive peeking, mSPRT and a fixed horizon; the simulation
+and its scenarios: bench/README.md.
 
     .venv/bin/python -m bench.stats_bench [--runs N] [--quick] [--seed S]
-
-One seeded simulation, vectorised over runs with numpy: each run draws per-hour sufficient-statistic
-increments per arm (binomial sums for a 0/1 metric; for N(mu, 1) the hourly mean and the chi-square sum of
-squared deviations, which together are exactly the per-user sufficient statistics), cumulates them, and every
-method reads the same cumulative z-statistics at its looks. Printed: one table, measured in this run.
-
-Scenarios: metric binary p=0.10 or continuous N(4, 1); traffic 2,000 users/hour/arm, constant or with a daily
-cycle (x0.4 at night to x1.6 at the afternoon peak) and quieter weekends, normalised to the same 14-day total;
-effect A/A, MDE (+5% relative, pre-registered), 2 x MDE, and p80 (the effect a fixed 14-day two-sided 0.05
-test detects with 80% power). Settings: (a) primary at 14 daily looks, (b) primary at 336 hourly looks, both at
-two-sided alpha 0.05 (a decision is the first rejection either way; "power" counts rejections for benefit);
-(c) the guardrail harm test at 336 hourly looks, one-sided alpha 0.05, on the same streams read as a metric
-whose increase is harm, with the non-inferiority margin at 0 (the least favourable null: A/A sits on it).
 """
 
 from __future__ import annotations

@@ -1,36 +1,8 @@
 """Benchmark of long experiments on Temporal's time-skipping test server (a benchmark, not a timed test).
+14 and 90 days of hourly checks against Temporal's own floor for that cadence; figures and targets: bench/README.md.
 
     .venv/bin/python -m bench.timeskip_bench [--repeat N] [--quick] [--no-long] [--long-seed S] [--profile]
                                              [--long-history-limit EVENTS]
-
-Figures, all measured in this run on one time-skipping server (the one tests/workflow uses):
-
-- ours, 14 days: the golden "steady" experiment (examples/golden/steady.yaml: 100 simulated users an hour, a
-  CUPED primary and a guardrail) over the embedded adapters in a temp dir, its worker built as tests/workflow
-  builds it: 336 hourly CheckMetrics (14 of them the daily analysis looks), then set-up and close-down tools.
-- ours, data replayed: the 14-day run again with its metrics source serving the snapshots the first run recorded
-  (no simulator, no DuckDB), so ours - replayed is the data layer's cost and replayed - floor the cost of the
-  workflow, the activity framework and the receipts.
-- floor, 14 days: Temporal's own cost of that cadence, a bench-only workflow with the same 336 one-hour timers
-  (`wait_condition` with a timeout, as ours waits) and one no-op activity after each, same worker defaults,
-  same data converter. ours / floor is the price of our code; the floor is what any hourly checker costs.
-- floor-LA, 14 days: the same with a local activity instead: what the workflow-level change "CheckMetrics as a
-  local activity" could at best save (one workflow task and the activity task round trip per check).
-- ours, 90 days (the policy's longest `max_duration_days`): continues as new whenever the server suggests it (or
-  at `--long-history-limit` events); runs are counted along the receipt trail (cli/history.receipt_trail), and
-  the experiment must reach its decision. Its own figure, against the floor over the same 90 days (users are
-  bucketed by the experiment's name, so "ninety-days" has its own data: it runs to the cap, the longest case;
-  `--long-seed` picks other data). Each continued run's input is the carried state: its size per check done so
-  far, projected to the cap, is checked against Temporal's 2 MB payload limit.
-
-`--profile` adds one more 14-day run of ours, data replayed and the floor, each recorded by py-spy (not counted in
-the figures above): busy time per check of this process, and where ours and the replay spend it.
-
-Every row gives wall time and CPU time: this process (client, worker, activities, DuckDB) plus the test server
-(a child process). On a shared 2-core machine wall times move with everyone else's load while CPU seconds
-mostly do not; `--repeat N` alternates N runs of each 14-day figure and prints the median (range in brackets).
-Targets (issue 9): 14-day wall < 5 s; history well under Temporal's warning threshold (10,240 events, 10 MB);
-the 90-day run continues as new and decides.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The safety net: a sweep (ReconcileWorkflow, on a Temporal Schedule the worker keeps, or `starter.py reconcile`)
 and one repair per abandoned experiment (SafetyNetWorkflow, id `safety-net-exp-<name>`).
 
-A repair ends a stuck run, returns the flag to control with the experiment's own RollbackVariant tool (its key,
-its read-back), releases the registry slot, and opens a critical ticket saying what it found and did. Each step
-is a receipt; a step that fails does not stop the others, and the ticket says what is left for a person. The
-workflow id makes one repair per experiment at a time; keyed effects make a second repair change nothing.
+The workflow id makes one repair per experiment at a time, and keyed effects make a second repair change nothing;
+the repair's ticket says what it found, what it did and what is left for a person.
 """
 
 from __future__ import annotations
@@ -44,6 +42,10 @@ OPTIONS: dict[str, Any] = {"retry_policy": TOOL_RETRY, "start_to_close_timeout":
 
 @workflow.defn
 class SafetyNetWorkflow:
+    """One repair: end a stuck run, return the flag to control with the experiment's own RollbackVariant tool (its
+    key, its read-back), release the registry slot, open a critical ticket. Each step is a receipt, and a step
+    that fails does not stop the others."""
+
     @workflow.run
     async def run(self, abandoned: Abandoned) -> Repair:
         receipts: list[ReceiptRecord] = []

@@ -1,9 +1,8 @@
 """What the statistics read and record: the analysis plan, the per-check input and the verdict.
 
-These are plain pydantic models (no numpy, no scipy) because the CheckMetrics activity records a verdict in
-its receipt and the workflow reads it back; `abrollout.run.decision` decides from the recorded numbers alone, so
-a Temporal replay never recomputes floating point. Every float here is a plain, finite JSON number: a bound
-that does not exist at a look (no alpha spent yet) is `None`, never infinity.
+Plain pydantic models (no numpy, no scipy): the CheckMetrics activity records a verdict in its receipt and
+`abrollout.run.decision` decides from those numbers alone, so a replay never recomputes floating point. Every float
+is a plain, finite JSON number: a bound that does not exist at a look (no alpha spent yet) is `None`, never infinity.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """Unleash-compatible sticky bucketing: murmur3 (x86, 32-bit, unsigned) of ``f"{group_id}:{identifier}"``.
 
-The formula is the one every Unleash SDK shares, checked in
-unleash-client-node ``src/strategy/util.ts`` (``normalizedValue``: ``hash32(`${groupId}:${id}`, seed)
-% normalizer + 1``, ``STRATEGY_SEED = 0``, ``VARIANT_SEED = 86028157``), in the Rust engine behind the
-current Python/.NET/Ruby SDKs and Unleash Edge (Unleash/yggdrasil ``strategy_parsing.rs::normalized_hash``)
-and in the pre-yggdrasil unleash-client-python ``UnleashClient/utils.py`` (``mmh3.hash(..., signed=False)``).
-
-numpy is imported inside the vectorised functions only, so the scalar path stays importable wherever the
-rest of the domain core is (see ``abrollout/__init__.py``).
+The formula every Unleash SDK shares (where it was checked: docs/flags.md). numpy is imported inside the vectorised
+functions only, so the scalar path stays importable wherever the rest of the domain core is.
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """Unleash-compatible evaluation of flexibleRollout flags: constraints, sticky rollout, strategy variants.
 
-A flag held by the embedded provider must give every user the arm Unleash would give them. The rules
-below were read in (snapshots of August 2026):
-
-- Unleash server 8.1 ``src/lib/features/feature-toggle/feature-toggle-service.ts`` (``fixVariantWeights``,
-  applied to strategy variants by ``standardizeStrategyConfig``): how fix/variable weights are resolved,
-  and that the stored variants are re-sorted by name (``localeCompare``).
-- Unleash/yggdrasil ``unleash-yggdrasil/src/{lib.rs,strategy_parsing.rs,strategy_upgrade.rs}``: the Rust
-  engine behind the current Python, .NET, Ruby and PHP SDKs and Unleash Edge.
-- unleash-client-node ``src/client.ts``, ``src/variant.ts``, ``src/strategy/strategy.ts`` and
-  ``src/strategy/flexible-rollout-strategy.ts``.
-- Unleash/client-specification 6.1.0 ``specifications/*.json`` (the cases the tests replay).
-
-Where yggdrasil and the node SDK disagree on an edge case, this module follows yggdrasil and the docstring
-of the rule says so.
+A flag held by the embedded provider must give every user the arm Unleash would give them. Each rule's docstring
+names the Unleash source it follows; where yggdrasil and the node SDK disagree, it follows yggdrasil and says so.
+The sources read, and how agreement is checked: docs/flags.md.
 """
 
 from __future__ import annotations

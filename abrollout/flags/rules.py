@@ -1,23 +1,8 @@
 """Exposure rules: `country in ["US", "CA"] and app_version >= "5.2.0"` -> typed Unleash constraints.
 
-Rules are written by people in experiment specs, so they are parsed (never evaluated) by a small tokenizer
-and recursive-descent parser with bounded input, and every mistake becomes a RuleError that points at a
-column and says what was expected there. Each comparison becomes exactly one Unleash constraint:
-
-    field == "x" / true          IN ["x"] / ["true"]       field != "x"               NOT_IN ["x"]
-    field == 5                   NUM_EQ "5"                field != 5                 NUM_EQ "5" inverted
-    field > 5 (>=, <, <=)        NUM_GT (NUM_GTE, NUM_LT, NUM_LTE)
-    field in [v, ...]            IN                        field not in [v, ...]      NOT_IN
-    field > "5.2.0" (<)          SEMVER_GT (SEMVER_LT)     >= (<=)                    SEMVER_LT (GT) inverted
-    field == semver("5.2.0")     SEMVER_EQ                 field != semver("5.2.0")   SEMVER_EQ inverted
-    field > "2024-01-01" (<)     DATE_AFTER (DATE_BEFORE)  >= and <= are refused: Unleash has no such operator
-    field contains "x" / [list]  STR_CONTAINS              field not contains "x"     STR_CONTAINS inverted
-                                 (and likewise starts_with -> STR_STARTS_WITH, ends_with -> STR_ENDS_WITH)
-
-`==`/`!=` with a quoted string compare text, even when it looks like a version: write semver("…") for
-semantic equality. Numbers are canonicalised (`2.50` -> "2.5", `-0` -> "0"); quote a value to keep its text.
-Unleash negates an inverted operator's result, so `!=`, `not ...` and `>=`/`<=` on versions also match a
-user whose field is missing or does not parse.
+Rules are written by people in experiment specs, so they are parsed (never evaluated) by a small tokenizer and
+recursive-descent parser with bounded input, and every mistake becomes a RuleError that points at a column and
+says what was expected there. Each comparison becomes exactly one Unleash constraint (the table: docs/flags.md).
 """
 
 from __future__ import annotations
@@ -219,7 +204,8 @@ def _read_number(rule: str, start: int, text: str) -> _Token:
 
 
 def _canonical_number(text: str) -> str:
-    """One spelling per number, so equal numbers give equal constraints: no trailing fraction zeros, no -0."""
+    """One spelling per number, so equal numbers give equal constraints: no trailing fraction zeros, no -0 (a
+    quoted value keeps its text)."""
     sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
     whole, _, fraction = digits.partition(".")
     fraction = fraction.rstrip("0")

@@ -1,9 +1,6 @@
-"""The flag state each flag tool asks for, computed purely from its args (and, for promote/rollback, from
-the flag as it is): a change is then "apply this state", and its read-back is "is this the state now?".
-
-States come in canonical form, the form Unleash stores and serves back: variants sorted by name, each with
-its resolved weight and the strategy's stickiness. So a provider that returns what it was given (the
-embedded one) and one that normalises what it was given (Unleash) both read back equal to what was asked.
+"""The flag state each flag tool asks for, computed purely from its args (and, for promote/rollback, from the flag
+as it is): a change is then "apply this state", and its read-back is "is this the state now?". States come in the
+canonical form Unleash stores and serves back, so both providers read back equal to what was asked (docs/flags.md).
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """Spec -> plan: the deterministic list of tool proposals an experiment runs, each with its preconditions and
-idempotency key. Same spec, same plan, byte for byte; no clock, no uuid4.
-
-Values only known at run time (the registry's exp_id, the run id) appear as `${step.ref}` placeholders and
-are filled in by the workflow from receipts; keys are computed from the placeholder form, so they are
-stable before and after.
+idempotency key. Same spec, same plan, byte for byte (no clock, no uuid4), so a key names the same effect on
+every retry; the starter plans once and the plan travels in the workflow's input (abrollout/run/input.py).
 """
 
 from __future__ import annotations
@@ -37,6 +34,8 @@ from abrollout.flags.rules import parse_rules
 from abrollout.ids import digest, idempotency_key
 from abrollout.policy import PARAMS, POLICY_ID, cite
 
+# The registry's exp_id and the run id are only known at run time: placeholders, filled in from receipts
+# (abrollout.plan.verify); keys are computed from the placeholder form, so they are stable before and after.
 EXP_ID = "${register.ref}"
 RUN_ID = "${run.ref}"
 DAY = 86400

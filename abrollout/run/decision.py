@@ -1,19 +1,8 @@
 """The decision rule of exp_policy.v5, as plain Python over a recorded `CheckVerdict`.
 
 No numpy, no scipy and no new floating-point statistics: every number compared here was computed by the
-CheckMetrics activity and recorded in its receipt, so a Temporal replay of the workflow takes the same
-decision. Order (guardrail-first, guardrail.2 "before lift is considered"):
-
-1. a guardrail or SRM breach on data that arrived -> guardrail_stop (guardrail.2, guardrail.3, srm.1);
-2. no usable primary data -> running, nothing decided (data.1);
-3. at a planned look, the primary crossed the efficacy boundary in the hypothesised direction (Holm-adjusted)
-   with an estimate of at least the promote floor x MDE -> promote the best such arm (decision.2);
-4. at a planned look, the primary crossed the harm boundary -> rollback (decision.3);
-5. at the duration cap -> inconclusive (decision.4); otherwise running.
-
-Unplanned looks (`status`, hourly `guardrail` checks) never promote or roll back on the primary (decision.1:
-the group-sequential design spends its alpha at the planned looks only); their rationale states the
-always-valid interval, which is the valid conclusion if the run is stopped then.
+CheckMetrics activity and recorded in its receipt, so a Temporal replay of the workflow takes the same decision.
+The order of the rules is `decide`'s; design notes: docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -181,7 +170,13 @@ def _summary(plan: AnalysisPlan, verdict: CheckVerdict) -> str:
 
 
 def decide(plan: AnalysisPlan, verdict: CheckVerdict, *, at_cap: bool) -> Decision:
-    """The decision for one recorded verdict; `at_cap` is true at the duration cap (the last planned look)."""
+    """The decision for one recorded verdict; `at_cap` is true at the duration cap (the last planned look).
+
+    Guardrails first (guardrail.2: "before lift is considered"): a guardrail or SRM breach stops; without usable
+    primary data nothing is decided (data.1); only a planned look promotes (decision.2, an estimate of at least
+    the promote floor x MDE) or rolls back (decision.3), since the design spends its alpha there (decision.1);
+    the cap ends inconclusive (decision.4).
+    """
     stop = _guardrail_stop(plan, verdict)
     if stop is not None:
         return stop

@@ -1,9 +1,8 @@
 """The safety net: which experiments it repairs, and the tool calls that repair them.
 
-Termination, a history over the server's limit and a workflow task that keeps failing run no workflow code: no
-`finally`, no rollback. So a sweep outside every experiment (workflows/safety_net.py, on a Temporal Schedule)
-compares the registry with Temporal and, for each experiment left serving traffic with nobody in charge, returns
-its flag to control through the same idempotent tools the experiment uses, with the same read-back.
+Termination, a history over the server's limit and a workflow task that keeps failing run no workflow code (no
+`finally`, no rollback), so a sweep outside every experiment (workflows/safety_net.py) compares the registry with
+Temporal and returns each abandoned flag to control through the experiment's own idempotent tools and read-back.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Reading a spec file safely: YAML or JSON text -> validated, policy-checked, normalised ExperimentSpec, with
 its plan and power plan.
 
-Spec files come from people and scripts, sometimes hostile ones, so the reader bounds size and nesting,
-refuses duplicate keys (YAML and JSON both silently keep the last one otherwise), refuses YAML aliases (a
-"billion laughs" expands exponentially) and NaN/Infinity, and turns every failure into a `Problem`.
-`validate_raw` is the one check that `validate` prints and `start` obeys, so they can never disagree.
+Spec files come from people and scripts, sometimes hostile ones, so `parse_text` bounds what it reads and every
+failure becomes a `Problem`; `validate_raw` is the one check that `validate` prints and `start` obeys.
 """
 
 from __future__ import annotations
@@ -37,7 +35,8 @@ class SpecSyntaxError(ValueError):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and aliases."""
+    """SafeLoader that refuses duplicate keys (YAML keeps the last one silently) and aliases (a "billion laughs"
+    expands exponentially)."""
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -107,7 +106,11 @@ def _flow_depth_exceeds(text: str, limit: int) -> bool:
 
 
 def parse_text(text: str, source: str = "spec") -> dict[str, Any]:
-    """YAML (JSON is YAML too, but is parsed strictly as JSON when it looks like JSON) -> a mapping."""
+    """YAML (JSON is YAML too, but is parsed strictly as JSON when it looks like JSON) -> a mapping.
+
+    Bounded for hostile input: size and nesting are capped, and duplicate keys (both formats otherwise keep the
+    last one silently), YAML aliases and NaN/Infinity are refused, each as a SpecSyntaxError.
+    """
     if len(text.encode("utf-8", errors="replace")) > MAX_SPEC_BYTES:
         raise SpecSyntaxError(f"{source} is larger than {MAX_SPEC_BYTES // 1000} kB; a spec is a few kB")
     if _flow_depth_exceeds(text, MAX_DEPTH):

@@ -1,28 +1,8 @@
 """Always-valid tests: normal-mixture sequential probability ratio tests and confidence sequences.
 
-For unplanned looks (manual `status` queries) and the hourly guardrail harm tests, nobody fixes the number
-of looks in advance, so the guarantee must hold at any data-dependent stopping time. The mixture likelihood
-ratio of Robbins (1970, "Statistical methods related to the law of the iterated logarithm", Ann. Math.
-Statist. 41:1397-1409) is a nonnegative martingale under the null, so by Ville's inequality it exceeds 1/alpha
-with probability at most alpha, ever. Johari, Koomen, Pekelis & Walsh (2017, "Peeking at A/B tests", KDD;
-Optimizely's mSPRT) use it for A/B tests; Howard, Ramdas, McAuliffe & Sekhon (2021, "Time-uniform,
-nonparametric, nonasymptotic confidence sequences", Ann. Statist. 49:1055-1080) give the matching confidence
-sequence and its tuning; GrowthBook's sequential intervals are that confidence sequence.
-
-Everything is written on the z-scale. With an estimate of variance se^2 and a N(0, tau^2) mixture over the
-effect, let r = tau^2 / se^2 (it grows with the sample). Then
-
-- two-sided: log Lambda = z^2 r / (2 (1 + r)) - log(1 + r) / 2;
-- one-sided (half-normal mixture over harmful effects only, Howard et al. 2021 sec. 3.4 style):
-  log M = log 2 - log(1 + r) / 2 + z^2 r / (2 (1 + r)) + log Phi(z sqrt(r / (1 + r))),
-  which rejects earlier than the two-sided mixture for effects in the tested direction.
-
-Tuning from the pre-registered MDE: the boundary is tightest when r = r*, where r* minimises the rejection z
-(r* = L + log(1 + r*) with L = 2 log(1/alpha) for the two-sided mixture, about 8.2 at alpha = 0.05). We put
-that point at the information where a fixed test would detect the MDE with the planned power:
-tau^2 = r* (MDE / (z_{1-alpha'} + z_power))^2. That is within a few percent of Johari et al.'s tau = MDE; the
-tuning is what it is because an always-valid test pays for its anytime guarantee with power at every other
-sample size (the reason the primary decision uses the group-sequential boundary at the planned looks).
+Unplanned looks (`status`) and the hourly guardrail harm tests have no number of looks fixed in advance, so their
+guarantee must hold at any data-dependent stopping time; the mixture is tuned from the pre-registered MDE.
+Formulas and references (Robbins 1970, Johari et al. 2017, Howard et al. 2021): docs/statistics.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,8 @@
 """Group-sequential boundaries from an alpha-spending function, for arbitrary information fractions.
 
-Why a spending function: the pre-registered schedule fixes *when* we look, but not how many users arrive by
-each look. Lan & DeMets (1983, "Discrete sequential boundaries for clinical trials", Biometrika 70:659-663)
-spend the one-sided alpha as a function alpha(t) of the information fraction t, so the boundary at look k
-depends only on t_1..t_k and can be computed look by look while traffic varies; the final planned look spends
-whatever is left, so the total is exactly alpha whatever the traffic did.
-
-How: the z-statistics Z_1..Z_K of a sequentially monitored mean difference have the canonical joint
-distribution (Jennison & Turnbull 2000, "Group Sequential Methods with Applications to Clinical Trials",
-ch. 3 and 11): S_k = Z_k sqrt(t_k) is a Brownian motion in information time. The probability of first
-crossing at look k is computed by the recursive numerical integration of Armitage, McPherson & Rowe (1969)
-on the grid and Simpson weights of Jennison & Turnbull ch. 19 (the same scheme gsDesign uses, r = 18), which
-is fast enough for hundreds of looks and reproduces gsDesign's published bounds to 3 decimals.
-
-Each side (benefit, harm) gets its own one-sided boundary at alpha/2 computed as if the other side did not
-stop the run; ignoring the other side's stopping can only lower the crossing probability, so the two-sided
-error is at most alpha (Jennison & Turnbull section 3.4).
+The schedule fixes when we look, not how many users arrive by each look: spending alpha as a function of the
+information fraction (Lan & DeMets 1983) gives each look's boundary from the looks so far, computed by Jennison &
+Turnbull's recursive integration (the scheme gsDesign uses). Design notes: docs/statistics.md.
 """
 
 from __future__ import annotations

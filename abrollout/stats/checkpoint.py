@@ -1,19 +1,8 @@
 """One check of a running experiment: `evaluate_check(plan, data) -> CheckVerdict`, the CheckMetrics entry point.
 
-Which test answers which question (exp_policy.v5 decision.1, guardrail.2-3, srm.1):
-
-- `analysis` (planned look k of K): the primary metric against the group-sequential boundary for the spending
-  function in the plan, at the information fraction observed so far, with Holm's step-down over treatments
-  (`stats.multiple`). Intervals are repeated confidence intervals (Jennison & Turnbull 2000, ch. 9): estimate
-  +- boundary x se, which cover the effect at every planned look simultaneously with probability 1 - alpha.
-- `status` (an unplanned look) and `guardrail` (the hourly check): the primary's numbers come from the
-  always-valid mixture test and its confidence sequence, which stay valid at any look. They are informational:
-  the primary decides only at planned looks, because acting on both tests would spend alpha twice. If a run
-  is stopped at an unplanned time, the valid conclusion about the primary is the always-valid interval and
-  p-value of the last check (`always_valid_*` fields); the repeated CI of the last planned look also remains
-  valid. The group-sequential boundary of an unplanned look is not.
-- Every check: SRM against the pre-registered split, threshold guardrails on the observed values, and for
-  guardrails with a margin the one-sided always-valid non-inferiority test.
+A planned look (`analysis`) tests the primary against group-sequential boundaries, Holm over treatments; other
+looks (`status`, the hourly `guardrail`) give always-valid numbers that decide nothing on the primary, so alpha is
+spent once. Every check tests SRM and the guardrails. Which test answers which question: docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -109,7 +98,8 @@ class _Tested:
 
 
 def _planned_look(plan: AnalysisPlan, data: CheckInput, z: list[float], spending: Spending) -> list[_Tested]:
-    """Holm step-down on the group-sequential boundaries, each side at alpha/2; repeated CIs."""
+    """Holm step-down on the group-sequential boundaries, each side at alpha/2 as if the other did not stop the
+    run (which can only lower the crossing probability); repeated CIs, estimate +- boundary x se."""
     half = plan.alpha / 2.0
     fractions = [_pair_fractions(plan, data, arm) for arm in plan.treatments]
     efficacy = holm_group_sequential([plan.benefit_sign * zi for zi in z], fractions, half, spending)

@@ -1,9 +1,7 @@
 """Two-sample effect estimates (absolute and relative) with their standard errors, vectorised.
 
-The absolute difference uses unpooled variances (Welch's statistic; with n in the thousands its normal
-reference distribution is what every A/B platform uses). The relative difference m_t / m_c - 1 uses the
-delta method with independent arms (Deng, Knoblich & Lu 2018, sec. 3.2):
-var = var_t / m_c^2 + m_t^2 var_c / m_c^4.
+Absolute: unpooled variances (Welch's statistic; with n in the thousands its normal reference distribution is what
+every A/B platform uses). Relative, m_t / m_c - 1: the delta method with independent arms (docs/statistics.md).
 """
 
 from __future__ import annotations
@@ -31,7 +29,8 @@ class Comparison:
 
 
 def compare(treatment: ArmSummary, control: ArmSummary) -> Comparison:
-    """Estimates for treatment minus control (works element-wise on arrays of simulated runs)."""
+    """Estimates for treatment minus control (works element-wise on arrays of simulated runs); the relative
+    difference's variance is var_t / m_c^2 + m_t^2 var_c / m_c^4 (Deng, Knoblich & Lu 2018, sec. 3.2)."""
     diff = treatment.mean - control.mean
     se = np.sqrt(treatment.var_mean + control.var_mean)
     m_c = control.mean

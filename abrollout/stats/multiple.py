@@ -1,14 +1,7 @@
 """Several treatments against one control: Holm's step-down on top of the group-sequential boundaries.
 
-Holm (1979, "A simple sequentially rejective multiple test procedure", Scand. J. Statist. 6:65-70) tests the
-m hypotheses at alpha/m, and each rejection passes its alpha on to the rest (alpha/(m-1), ...). Maurer & Bretz
-(2013, "Multiple testing in group sequential trials using graphical approaches", Statist. Biopharm. Res.
-5:311-320) show that this carries over to group-sequential designs: give each hypothesis its own
-alpha-spending boundary at its current level and, when one is rejected, recompute the others' boundaries at
-the level they inherit (same spending function and information fractions); the familywise error stays at
-alpha. We run that step-down afresh at each planned look. A rejection promotes or rolls back and ends the run,
-and re-starting from alpha/m at the next look can only test at a lower level than Maurer & Bretz allow, so
-the procedure is valid (and slightly conservative when a rejected arm is held back by the promote floor).
+Each rejection passes its alpha on to the rest; with a spending boundary per hypothesis the familywise error stays
+at alpha in a group-sequential design (Holm 1979; Maurer & Bretz 2013). Design notes: docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -33,7 +26,8 @@ def holm_group_sequential(
 
     z[i] is oriented so that large is the direction tested; fractions[i] are comparison i's information
     fractions at looks 1..k. Returns, per comparison, whether it crossed and the level and bound it was
-    tested at last.
+    tested at last. Run afresh at each planned look: a rejection ends the run, so starting again from alpha/m
+    can only test at a lower level than Maurer & Bretz (2013) allow.
     """
     results: dict[int, HolmOutcome] = {}
     open_ = list(range(len(z)))

@@ -1,11 +1,7 @@
 """Power planning: users and days to detect the MDE with the group-sequential design, before the run starts.
 
-A fixed-horizon test needs information (z_{1-a} + z_{power})^2 / MDE^2. A group-sequential test with K looks
-spends some alpha early, so it needs a little more at its final look: the inflation factor
-(drift_K / (z_{1-a} + z_power))^2 (Jennison & Turnbull 2000, sec. 2.7 and 7.2), where drift_K is the z-scale
-effect at full information at which the boundaries are crossed with the planned power, computed with the same
-recursive integration as the boundaries. With several treatments, each comparison is planned at
-alpha / (2 m), Holm's first step (conservative), and the smallest treatment arm sets the size.
+A group-sequential test spends some alpha early, so it needs the fixed horizon's information times the inflation
+factor (drift_K / (z_{1-a} + z_power))^2 (Jennison & Turnbull 2000, sec. 2.7 and 7.2). Notes: docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -73,7 +69,9 @@ def plan_sample_size(
 
     `baseline_sd` None means a proportion (variance p(1-p), evaluated at the worse of p +- MDE for the
     treatment). `split` holds the percent per arm, control first. `expected_daily_users` counts users entering
-    the experiment (all arms) per day; without it the days, reachability and MDE at the cap are None.
+    the experiment (all arms) per day; without it the days, reachability and MDE at the cap are None. With
+    several treatments each comparison is planned at alpha / (2 m), Holm's first step (conservative), and the
+    smallest treatment arm sets the size.
     """
     if len(split) < 2:
         raise ValueError("a split needs a control and at least one treatment")

@@ -1,9 +1,7 @@
 """Sample ratio mismatch: Pearson's chi-square of assignment counts against the pre-registered split.
 
-A mismatch means assignment or logging is broken, so no metric comparison can be trusted; exp_policy.v5
-srm.1 treats it as a guardrail breach. The threshold p < 0.001 is the industry default (Fabijan et al. 2019,
-"Diagnosing Sample Ratio Mismatch in Online Controlled Experiments", KDD): with checks every hour a 0.05
-threshold would raise mostly false alarms.
+A mismatch means assignment or logging is broken, so no comparison can be trusted (srm.1: a guardrail breach).
+The policy's p < 0.001 (Fabijan et al. 2019) keeps hourly checks from raising mostly false alarms.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """Sufficient statistics per arm, and the per-arm summaries (mean, variance of the mean) every test uses.
 
-Metrics arrive as sums (n, sum y, sum y^2, ...) so a warehouse can aggregate them in one pass and two
-periods can be merged with `+`. The same formulas run on plain floats (one check) and on numpy arrays (the
-bench, thousands of simulated runs and looks at once), so nothing here branches on values.
-
-- Means and proportions: the sample mean and its variance s^2/n (a proportion is the mean of 0/1 values).
-- Ratio metrics sum(y)/sum(d): delta method (Deng, Knoblich & Lu 2018, "Applying the Delta Method in Metric
-  Analytics", KDD), which accounts for the correlation of numerator and denominator within users.
-- CUPED (Deng, Xu, Kohavi & Walker 2013, "Improving the Sensitivity of Online Controlled Experiments by
-  Utilizing Pre-Experiment Data", WSDM): y - theta (x - mean x) with theta = cov(x, y) / var(x) pooled over
-  the arms; the adjusted means stay unbiased for the effect and their variance shrinks by ~corr(x, y)^2.
+Metrics arrive as sums (n, sum y, sum y^2, ...) so a warehouse aggregates them in one pass and periods merge with
+`+`; the same formulas run on floats (one check) and numpy arrays (the bench), so nothing branches on values.
+Ratio metrics (delta method) and CUPED, with references: docs/statistics.md.
 """
 
 from __future__ import annotations
