@@ -17,10 +17,10 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from abrollout.run.safety_net import SweepInput
 from adapters.config import WorkerConfig, build_adapters, config_path, load_config, load_secrets
 from adapters.protocols import AdapterConfigError, Adapters
-from cli.safety_net import SCHEDULE_ID, ensure_schedule
 from client import logs
 from client.connect import CONNECT_TIMEOUT_SECONDS
 from client.exits import BAD_INPUT, RUNTIME_FAILURE
+from client.safety_net import SCHEDULE_ID, ensure_schedule
 from client.settings import Settings, settings
 from workers.assembly import build_worker
 

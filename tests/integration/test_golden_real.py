@@ -29,8 +29,8 @@ import devserver
 from abrollout.run.safety_net import SweepInput
 from abrollout.spec.loader import check_raw
 from adapters.config import build_adapters, load_config, load_secrets
-from cli.safety_net import sweep_once
 from client.experiments import start_experiment
+from client.safety_net import sweep_once
 from tests.cli.test_validate import ROOT
 from tests.support import replay_guard
 from tests.support.servers.postgres import Postgres
