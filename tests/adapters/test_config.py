@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from adapters.config import SECRET_VARIABLES, WorkerConfig, build_adapters, load_config, load_secrets
+from adapters.config import SECRET_VARIABLES, WorkerConfig, build_adapters, load_config, load_secrets, load_toml
 from adapters.protocols import AdapterConfigError
 from devserver import free_port, start
 from tests.cli.test_validate import ROOT
+from tests.support.faulty_worker import Faults, with_faults
 
 
 def test_no_file_means_every_adapter_embedded() -> None:
@@ -33,20 +34,31 @@ def test_unknown_keys_and_choices_are_refused_naming_the_key(tmp_path: Path) -> 
         load_config(str(tmp_path / "missing.toml"))
 
 
+def test_a_faults_table_in_the_worker_config_is_refused_like_any_unknown_key(tmp_path: Path) -> None:
+    """Test faults live in the test worker's own faults file (tests/support/faulty_worker.py), never here."""
+    bad = tmp_path / "abrollout.toml"
+    bad.write_text('[faults]\nkill = "allocate-0:after"\n')
+    with pytest.raises(AdapterConfigError, match=r"\[faults\] Extra inputs are not permitted"):
+        load_config(str(bad))
+
+
 def test_fault_tables_are_checked_like_every_other_setting(tmp_path: Path) -> None:
     bad = tmp_path / "faults.toml"
-    bad.write_text('[faults.flags]\nerror = "teapot"\n')
-    with pytest.raises(AdapterConfigError, match=r"\[faults.flags.error\]"):
-        load_config(str(bad))
-    bad.write_text('[faults.metrics]\nhand_edit_after = ["allocate-0"]\n')  # only flags can be edited by hand
-    with pytest.raises(AdapterConfigError, match=r"\[faults.metrics.hand_edit_after\]"):
-        load_config(str(bad))
+    bad.write_text('[flags]\nerror = "teapot"\n')
+    with pytest.raises(AdapterConfigError, match=r"\[flags.error\]"):
+        load_toml(str(bad), Faults, "--faults")
+    bad.write_text('[metrics]\nhand_edit_after = ["allocate-0"]\n')  # only flags can be edited by hand
+    with pytest.raises(AdapterConfigError, match=r"\[metrics.hand_edit_after\]"):
+        load_toml(str(bad), Faults, "--faults")
+    bad.write_text('kill = "allocate-0"\n')
+    with pytest.raises(AdapterConfigError, match=r"\[kill\] .*write <step>:before or <step>:after"):
+        load_toml(str(bad), Faults, "--faults")
 
 
 async def test_misbehaving_adapters_say_so_in_their_names(tmp_path: Path) -> None:
-    config = WorkerConfig.model_validate({"faults": {"flags": {"fail_calls": [1]}, "metrics": {"empty": True}}})
+    faults = Faults.model_validate({"flags": {"fail_calls": [1]}, "metrics": {"empty": True}})
     async with AsyncExitStack() as stack:
-        adapters = await build_adapters(config, tmp_path, {}, stack)
+        adapters = with_faults(await build_adapters(WorkerConfig(), tmp_path, {}, stack), faults)
     assert adapters.flags.name == adapters.metrics.name == "local (misbehaving: test faults)"
     assert adapters.registry.name == "local"
 
