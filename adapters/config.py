@@ -220,19 +220,22 @@ async def _close(close: Any) -> None:
 
 async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[str, str],
                          stack: AsyncExitStack) -> Adapters:
-    """The configured adapters, opened and checked; the embedded ones live under `data_dir`."""
+    """The configured adapters, opened and checked; the embedded ones live under `data_dir`, and only those the
+    config chose are opened (no SQLite or DuckDB file beside Unleash or PostgreSQL)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     choice = config.adapters
-    flags: FlagProvider = LocalFlags(data_dir / "flags.sqlite")
+    flags: FlagProvider
     if choice.flags == "unleash":
         token = _secret(secrets, "unleash_token", "flags = unleash")
         from adapters.unleash import UnleashFlags
 
         u = config.unleash
         flags = await _checked(stack, UnleashFlags(u.url, token, project=u.project, environment=u.environment))
+    else:
+        flags = LocalFlags(data_dir / "flags.sqlite")
     simulate = config.all_local or choice.allow_simulation
     metrics: MetricsSource
-    registry: Registry = LocalRegistry(data_dir / "registry.sqlite")
+    registry: Registry
     if choice.metrics == "postgres" or choice.registry == "postgres":
         dsn = _secret(secrets, "postgres_dsn", "metrics/registry = postgres")
     if choice.metrics == "postgres":
@@ -248,6 +251,8 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
         from adapters.postgres_registry import PostgresRegistry
 
         registry = await _checked(stack, PostgresRegistry(dsn), config.postgres.create_tables)
+    else:
+        registry = LocalRegistry(data_dir / "registry.sqlite")
     tsdb = None
     if choice.guardrails == "prometheus":
         from adapters.prometheus import PrometheusGuardrails

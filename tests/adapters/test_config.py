@@ -7,9 +7,11 @@ import subprocess
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import adapters.config
 from adapters.config import SECRET_VARIABLES, WorkerConfig, build_adapters, load_config, load_secrets, load_toml
 from adapters.protocols import AdapterConfigError
 from devserver import free_port, start
@@ -85,6 +87,30 @@ async def test_the_default_build_is_the_embedded_stack(tmp_path: Path) -> None:
         adapters = await build_adapters(WorkerConfig(), tmp_path, {}, stack)
     assert {adapters.flags.name, adapters.registry.name, adapters.metrics.name, adapters.tickets.name} == {"local"}
     assert adapters.accelerated_clock_allowed and adapters.tsdb is None
+    assert {p.name for p in tmp_path.iterdir() if p.suffix in (".sqlite", ".duckdb")} == {
+        "flags.sqlite", "metrics.duckdb", "registry.sqlite", "tickets.sqlite"}
+
+
+async def test_outside_systems_leave_no_local_store_beside_them(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unleash, PostgreSQL, Prometheus and a webhook chosen: no SQLite or DuckDB file is opened. Built without
+    connecting (the start-up check, which needs the live servers, is skipped)."""
+
+    async def unchecked(stack: AsyncExitStack, adapter: Any, create_schema: bool = False) -> Any:
+        return adapter
+
+    monkeypatch.setattr(adapters.config, "_checked", unchecked)
+    config = WorkerConfig.model_validate({
+        "adapters": {"flags": "unleash", "metrics": "postgres", "registry": "postgres", "tickets": "webhook",
+                     "guardrails": "prometheus"},
+        "webhook": {"url": f"http://127.0.0.1:{free_port()}/tickets"},
+        "prometheus": {"url": f"http://127.0.0.1:{free_port()}"}})
+    secrets = {"unleash_token": "*:*.token", "postgres_dsn": f"postgresql://abrollout@127.0.0.1:{free_port()}/db"}
+    async with AsyncExitStack() as stack:
+        built = await build_adapters(config, tmp_path / "data", secrets, stack)
+    assert (built.flags.name, built.registry.name, built.metrics.name, built.tickets.name) == (
+        "unleash", "postgres", "postgres+prometheus", "webhook")
+    assert list((tmp_path / "data").iterdir()) == []
 
 
 @pytest.mark.parametrize(("choice", "key", "token"), [
