@@ -25,18 +25,16 @@ import tomllib
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.composite_metrics import CompositeMetrics
-from adapters.faults import KillPoint, with_kill_point
 from adapters.local_dashboards import LocalDashboards
 from adapters.local_flags import LocalFlags
 from adapters.local_metrics import LocalMetrics
 from adapters.local_registry import LocalRegistry
 from adapters.local_tickets import LocalTickets
-from adapters.misbehaving import Misbehaviours, misbehaving
 from adapters.protocols import AdapterConfigError, Adapters, FlagProvider, MetricsSource, Registry, TicketSystem
 
 SECRET_VARIABLES = {
@@ -47,6 +45,7 @@ SECRET_VARIABLES = {
 }
 HEADER_SECRETS = frozenset({"unleash_token", "github_token"})
 """Secrets sent as HTTP header values, which carry printable ASCII only (httpx refuses anything else mid-request)."""
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class Section(BaseModel):
@@ -92,13 +91,6 @@ class GitHubSection(Section):
     api_url: str = "https://api.github.com"
 
 
-class FaultsSection(Misbehaviours):
-    """Test-only fault injection: a worker that dies (adapters/faults.py) or outside systems that misbehave
-    (adapters/misbehaving.py, one table per adapter)."""
-
-    kill: str | None = Field(default=None, description="<step>:<before|after>: SIGKILL the worker at that point.")
-
-
 class SafetyNetSection(Section):
     """The sweep that returns abandoned experiments' flags to control (workflows/safety_net.py)."""
 
@@ -110,7 +102,6 @@ class SafetyNetSection(Section):
 class WorkerConfig(Section):
     adapters: Choices = Field(default_factory=Choices)
     safety_net: SafetyNetSection = Field(default_factory=SafetyNetSection)
-    faults: FaultsSection = Field(default_factory=FaultsSection)
     unleash: UnleashSection = Field(default_factory=UnleashSection)
     postgres: PostgresSection = Field(default_factory=PostgresSection)
     prometheus: PrometheusSection | None = None
@@ -125,14 +116,16 @@ class WorkerConfig(Section):
 
 def load_config(path: str | None) -> WorkerConfig:
     """The config file at `path` (none: every adapter embedded); errors name the key and the fix."""
-    if not path:
-        return WorkerConfig()
-    file = Path(path)
+    return load_toml(path, WorkerConfig, "ABROLLOUT_CONFIG / --config") if path else WorkerConfig()
+
+
+def load_toml(path: str, model: type[Model], given_by: str) -> Model:
+    """The TOML file at `path` checked against `model`; an error names the file, the key and the fix, never a
+    traceback. `given_by`: where the path came from, for a file that does not exist."""
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-        return WorkerConfig.model_validate(data)
+        return model.model_validate(tomllib.loads(Path(path).read_text(encoding="utf-8")))
     except FileNotFoundError:
-        raise AdapterConfigError(f"config file {path} does not exist (ABROLLOUT_CONFIG / --config)") from None
+        raise AdapterConfigError(f"config file {path} does not exist ({given_by})") from None
     except tomllib.TOMLDecodeError as exc:
         raise AdapterConfigError(f"{path} is not valid TOML: {exc}") from None
     except ValidationError as exc:
@@ -227,19 +220,22 @@ async def _close(close: Any) -> None:
 
 async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[str, str],
                          stack: AsyncExitStack) -> Adapters:
-    """The configured adapters, opened and checked; the embedded ones live under `data_dir`."""
+    """The configured adapters, opened and checked; the embedded ones live under `data_dir`, and only those the
+    config chose are opened (no SQLite or DuckDB file beside Unleash or PostgreSQL)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     choice = config.adapters
-    flags: FlagProvider = LocalFlags(data_dir / "flags.sqlite")
+    flags: FlagProvider
     if choice.flags == "unleash":
         token = _secret(secrets, "unleash_token", "flags = unleash")
         from adapters.unleash import UnleashFlags
 
         u = config.unleash
         flags = await _checked(stack, UnleashFlags(u.url, token, project=u.project, environment=u.environment))
+    else:
+        flags = LocalFlags(data_dir / "flags.sqlite")
     simulate = config.all_local or choice.allow_simulation
     metrics: MetricsSource
-    registry: Registry = LocalRegistry(data_dir / "registry.sqlite")
+    registry: Registry
     if choice.metrics == "postgres" or choice.registry == "postgres":
         dsn = _secret(secrets, "postgres_dsn", "metrics/registry = postgres")
     if choice.metrics == "postgres":
@@ -255,6 +251,8 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
         from adapters.postgres_registry import PostgresRegistry
 
         registry = await _checked(stack, PostgresRegistry(dsn), config.postgres.create_tables)
+    else:
+        registry = LocalRegistry(data_dir / "registry.sqlite")
     tsdb = None
     if choice.guardrails == "prometheus":
         from adapters.prometheus import PrometheusGuardrails
@@ -263,17 +261,10 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
             raise AdapterConfigError("guardrails = prometheus needs a [prometheus] url")
         prometheus = await _checked(stack, PrometheusGuardrails(config.prometheus.url))
         metrics, tsdb = CompositeMetrics(metrics, prometheus), prometheus
-    adapters = Adapters(flags=flags, registry=registry, metrics=metrics,
-                        dashboards=LocalDashboards(data_dir / "dashboards"),
-                        tickets=await _tickets(config, data_dir, secrets, stack), accelerated_clock_allowed=simulate,
-                        tsdb=tsdb)
-    adapters = misbehaving(adapters, config.faults)
-    if config.faults.kill:
-        try:
-            return with_kill_point(adapters, KillPoint.parse(config.faults.kill))
-        except ValueError as exc:
-            raise AdapterConfigError(str(exc)) from None
-    return adapters
+    return Adapters(flags=flags, registry=registry, metrics=metrics,
+                    dashboards=LocalDashboards(data_dir / "dashboards"),
+                    tickets=await _tickets(config, data_dir, secrets, stack), accelerated_clock_allowed=simulate,
+                    tsdb=tsdb)
 
 
 async def _tickets(config: WorkerConfig, data_dir: Path, secrets: Mapping[str, str],

@@ -23,12 +23,13 @@ from abrollout.run.control import AlertRequest, AllocationChange, PromoteRequest
 from abrollout.run.safety_net import safety_net_workflow_id
 from abrollout.spec.problems import errors_only
 from cli import render
-from cli.safety_net import repair_of, repair_text
+from cli.reconcile import repair_text
 from cli.spec_input import load_checked_spec, refuse
 from client.connect import connect
 from client.exits import BAD_INPUT, OK, RUNTIME_FAILURE, UserFacingError
 from client.experiments import ExperimentHandle, registration, start_experiment
 from client.history import receipt_trail
+from client.safety_net import repair_of
 from client.settings import Settings, settings
 from workflows.experiment import ExperimentWorkflow, workflow_id
 from workflows.safety_net import SafetyNetWorkflow

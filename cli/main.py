@@ -13,7 +13,7 @@ from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import Report
 from abrollout.contracts.spec import Domain, ExperimentSpec
 from abrollout.spec.problems import errors_only
-from cli import commands, render, safety_net
+from cli import commands, reconcile, render
 from cli.spec_input import load_checked_spec, refuse
 from client.exits import OK, UserFacingError
 from client.settings import add_connection_flags
@@ -150,11 +150,11 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
     _temporal(sub, "history", commands.cmd_history, "the receipt trail from the workflow history, with event ids")
 
-    reconcile = _temporal(sub, "reconcile", safety_net.cmd_reconcile, "run one safety-net sweep now: every "
+    sweep = _temporal(sub, "reconcile", reconcile.cmd_reconcile, "run one safety-net sweep now: every "
                           "registered experiment whose workflow was terminated, failed, timed out or is stuck gets "
                           "its flag returned to control, its registry slot released and a critical ticket (workers "
                           "also run this on a schedule)", takes_id=False)
-    safety_net.add_arguments(reconcile)
+    reconcile.add_arguments(sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

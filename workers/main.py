@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -17,15 +18,17 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from abrollout.run.safety_net import SweepInput
 from adapters.config import WorkerConfig, build_adapters, config_path, load_config, load_secrets
 from adapters.protocols import AdapterConfigError, Adapters
-from cli.safety_net import SCHEDULE_ID, ensure_schedule
 from client import logs
 from client.connect import CONNECT_TIMEOUT_SECONDS
 from client.exits import BAD_INPUT, RUNTIME_FAILURE
+from client.safety_net import SCHEDULE_ID, ensure_schedule
 from client.settings import Settings, settings
 from workers.assembly import build_worker
 
 log = structlog.get_logger("abrollout.worker")
 DEFAULT_METRICS = "127.0.0.1:9464"
+AdapterWrapper = Callable[[Adapters], Adapters]
+"""What a test worker does to the configured adapters before serving them (tests/support/faulty_worker.py)."""
 
 
 def _runtime(metrics_address: str) -> Runtime | None:
@@ -47,7 +50,7 @@ def describe(adapters: Adapters) -> dict[str, str]:
                                   ("tickets", adapters.tickets))}
 
 
-async def serve(s: Settings, metrics_address: str, config: WorkerConfig) -> int:
+async def serve(s: Settings, metrics_address: str, config: WorkerConfig, wrap: AdapterWrapper | None = None) -> int:
     runtime = _runtime(metrics_address)
     try:
         client = await asyncio.wait_for(Client.connect(s.address, namespace=s.namespace, runtime=runtime,
@@ -67,6 +70,8 @@ async def serve(s: Settings, metrics_address: str, config: WorkerConfig) -> int:
         except AdapterConfigError as exc:
             log.error("adapter configuration", error=str(exc))
             return RUNTIME_FAILURE
+        if wrap is not None:
+            adapters = wrap(adapters)
         async with build_worker(client, adapters, task_queue=s.task_queue):
             net = config.safety_net
             await ensure_schedule(client, s.task_queue, timedelta(minutes=net.every_minutes),
@@ -82,7 +87,7 @@ async def serve(s: Settings, metrics_address: str, config: WorkerConfig) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, wrap: AdapterWrapper | None = None) -> int:
     parser = argparse.ArgumentParser(prog="worker.py", description="Run an abrollout worker: the experiment "
                                      "workflow and its ten tools, on the configured adapters.")
     parser.add_argument("--address", help="Temporal frontend host:port (env TEMPORAL_ADDRESS)")
@@ -100,5 +105,5 @@ def main(argv: list[str] | None = None) -> int:
         log.error("configuration", error=str(exc))
         return BAD_INPUT
     s = settings(args.address, args.namespace, args.task_queue, args.data_dir)
-    return asyncio.run(serve(s, args.metrics, config))
+    return asyncio.run(serve(s, args.metrics, config, wrap))
 

@@ -7,13 +7,16 @@ import subprocess
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from adapters.config import SECRET_VARIABLES, WorkerConfig, build_adapters, load_config, load_secrets
+import adapters.config
+from adapters.config import SECRET_VARIABLES, WorkerConfig, build_adapters, load_config, load_secrets, load_toml
 from adapters.protocols import AdapterConfigError
 from devserver import free_port, start
 from tests.cli.test_validate import ROOT
+from tests.support.faulty_worker import Faults, with_faults
 
 
 def test_no_file_means_every_adapter_embedded() -> None:
@@ -33,20 +36,31 @@ def test_unknown_keys_and_choices_are_refused_naming_the_key(tmp_path: Path) -> 
         load_config(str(tmp_path / "missing.toml"))
 
 
+def test_a_faults_table_in_the_worker_config_is_refused_like_any_unknown_key(tmp_path: Path) -> None:
+    """Test faults live in the test worker's own faults file (tests/support/faulty_worker.py), never here."""
+    bad = tmp_path / "abrollout.toml"
+    bad.write_text('[faults]\nkill = "allocate-0:after"\n')
+    with pytest.raises(AdapterConfigError, match=r"\[faults\] Extra inputs are not permitted"):
+        load_config(str(bad))
+
+
 def test_fault_tables_are_checked_like_every_other_setting(tmp_path: Path) -> None:
     bad = tmp_path / "faults.toml"
-    bad.write_text('[faults.flags]\nerror = "teapot"\n')
-    with pytest.raises(AdapterConfigError, match=r"\[faults.flags.error\]"):
-        load_config(str(bad))
-    bad.write_text('[faults.metrics]\nhand_edit_after = ["allocate-0"]\n')  # only flags can be edited by hand
-    with pytest.raises(AdapterConfigError, match=r"\[faults.metrics.hand_edit_after\]"):
-        load_config(str(bad))
+    bad.write_text('[flags]\nerror = "teapot"\n')
+    with pytest.raises(AdapterConfigError, match=r"\[flags.error\]"):
+        load_toml(str(bad), Faults, "--faults")
+    bad.write_text('[metrics]\nhand_edit_after = ["allocate-0"]\n')  # only flags can be edited by hand
+    with pytest.raises(AdapterConfigError, match=r"\[metrics.hand_edit_after\]"):
+        load_toml(str(bad), Faults, "--faults")
+    bad.write_text('kill = "allocate-0"\n')
+    with pytest.raises(AdapterConfigError, match=r"\[kill\] .*write <step>:before or <step>:after"):
+        load_toml(str(bad), Faults, "--faults")
 
 
 async def test_misbehaving_adapters_say_so_in_their_names(tmp_path: Path) -> None:
-    config = WorkerConfig.model_validate({"faults": {"flags": {"fail_calls": [1]}, "metrics": {"empty": True}}})
+    faults = Faults.model_validate({"flags": {"fail_calls": [1]}, "metrics": {"empty": True}})
     async with AsyncExitStack() as stack:
-        adapters = await build_adapters(config, tmp_path, {}, stack)
+        adapters = with_faults(await build_adapters(WorkerConfig(), tmp_path, {}, stack), faults)
     assert adapters.flags.name == adapters.metrics.name == "local (misbehaving: test faults)"
     assert adapters.registry.name == "local"
 
@@ -73,6 +87,30 @@ async def test_the_default_build_is_the_embedded_stack(tmp_path: Path) -> None:
         adapters = await build_adapters(WorkerConfig(), tmp_path, {}, stack)
     assert {adapters.flags.name, adapters.registry.name, adapters.metrics.name, adapters.tickets.name} == {"local"}
     assert adapters.accelerated_clock_allowed and adapters.tsdb is None
+    assert {p.name for p in tmp_path.iterdir() if p.suffix in (".sqlite", ".duckdb")} == {
+        "flags.sqlite", "metrics.duckdb", "registry.sqlite", "tickets.sqlite"}
+
+
+async def test_outside_systems_leave_no_local_store_beside_them(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unleash, PostgreSQL, Prometheus and a webhook chosen: no SQLite or DuckDB file is opened. Built without
+    connecting (the start-up check, which needs the live servers, is skipped)."""
+
+    async def unchecked(stack: AsyncExitStack, adapter: Any, create_schema: bool = False) -> Any:
+        return adapter
+
+    monkeypatch.setattr(adapters.config, "_checked", unchecked)
+    config = WorkerConfig.model_validate({
+        "adapters": {"flags": "unleash", "metrics": "postgres", "registry": "postgres", "tickets": "webhook",
+                     "guardrails": "prometheus"},
+        "webhook": {"url": f"http://127.0.0.1:{free_port()}/tickets"},
+        "prometheus": {"url": f"http://127.0.0.1:{free_port()}"}})
+    secrets = {"unleash_token": "*:*.token", "postgres_dsn": f"postgresql://abrollout@127.0.0.1:{free_port()}/db"}
+    async with AsyncExitStack() as stack:
+        built = await build_adapters(config, tmp_path / "data", secrets, stack)
+    assert (built.flags.name, built.registry.name, built.metrics.name, built.tickets.name) == (
+        "unleash", "postgres", "postgres+prometheus", "webhook")
+    assert list((tmp_path / "data").iterdir()) == []
 
 
 @pytest.mark.parametrize(("choice", "key", "token"), [

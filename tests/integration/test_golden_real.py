@@ -29,8 +29,8 @@ import devserver
 from abrollout.run.safety_net import SweepInput
 from abrollout.spec.loader import check_raw
 from adapters.config import build_adapters, load_config, load_secrets
-from cli.safety_net import sweep_once
 from client.experiments import start_experiment
+from client.safety_net import sweep_once
 from tests.cli.test_validate import ROOT
 from tests.support import replay_guard
 from tests.support.servers.postgres import Postgres
@@ -60,12 +60,16 @@ class RealStack:
         return subprocess.run([sys.executable, str(ROOT / "starter.py"), *args], capture_output=True, text=True,
                               cwd=ROOT, env=env, timeout=300)
 
-    def worker(self, name: str, config: Path, queue: str) -> subprocess.Popen[bytes]:
+    def worker(self, name: str, config: Path, queue: str, faults: Path | None = None) -> subprocess.Popen[bytes]:
+        """A worker.py process on `config`; given a `faults` file, the same worker with those faults
+        (tests/support/faulty_worker.py)."""
         log = self.tmp / f"{name}.log"
         env = {**self.env, "ABROLLOUT_CONFIG": str(config), "ABROLLOUT_TASK_QUEUE": queue}
+        command = [sys.executable, str(ROOT / "worker.py")]
+        if faults is not None:
+            command = [sys.executable, "-m", "tests.support.faulty_worker", "--faults", str(faults)]
         with open(log, "wb") as out:
-            process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, stdout=out,
-                                       stderr=out, cwd=ROOT)
+            process = subprocess.Popen(command, env=env, stdout=out, stderr=out, cwd=ROOT)
         self.workers.append(process)
         deadline = time.monotonic() + 60
         while b"worker started" not in log.read_bytes():
@@ -115,7 +119,7 @@ class RealStack:
         return sum(str((e.get("data") or {}).get("title", "")).startswith(f"abrollout {key}: ") for e in events)
 
 
-def _config(path: Path, unleash: Unleash, prometheus: Prometheus, faults: str = "") -> Path:
+def _config(path: Path, unleash: Unleash, prometheus: Prometheus) -> Path:
     path.write_text(f"""
 [adapters]
 flags = "unleash"
@@ -134,7 +138,6 @@ rollup = true
 [prometheus]
 url = "{prometheus.url}"
 mirror_metrics = ["latency_p95"]
-{faults}
 """)
     return path
 
@@ -196,9 +199,9 @@ def test_guardrail_breach_stops_and_rolls_back_on_real_systems(real: RealStack) 
 
 
 def test_a_worker_killed_during_allocate_traffic_leaves_one_strategy_change(real: RealStack) -> None:
-    config = _config(real.tmp / "dies.toml", real.unleash, real.prometheus,
-                     faults='\n[faults]\nkill = "allocate-0:after"\n')
-    doomed = real.worker("doomed", config, queue="crash")
+    dies = real.tmp / "dies.faults.toml"
+    dies.write_text('kill = "allocate-0:after"\n')
+    doomed = real.worker("doomed", real.tmp / "abrollout.toml", queue="crash", faults=dies)
     # A killed worker's activity is retried once its start-to-close timeout (the tool timeout) has passed.
     started = real.cli("start", str(real.spec("clear-win", "real-crash")), "--tool-timeout", "5", queue="crash")
     assert started.returncode == 0, started.stderr

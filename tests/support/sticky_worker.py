@@ -15,8 +15,8 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from adapters.faults import KillPoint, with_kill_point
 from adapters.local import local_adapters
+from tests.support.faults import KillPoint, with_kill_point
 from workers.assembly import build_worker
 
 

@@ -61,16 +61,16 @@ class Run:
         self.processes: list[subprocess.Popen[Any]] = []
 
     def worker(self, name: str, faults: str | None = None) -> subprocess.Popen[bytes]:
-        """A worker.py process; `faults` is the TOML of its `[faults]` tables."""
-        env = dict(self.env)
+        """A worker.py process or, given `faults` (the TOML of a faults file), the same worker with those faults
+        (tests/support/faulty_worker.py)."""
+        command = [sys.executable, str(ROOT / "worker.py")]
         if faults:
-            config = self.tmp / f"{name}.toml"
-            config.write_text(faults)
-            env["ABROLLOUT_CONFIG"] = str(config)
+            faults_file = self.tmp / f"{name}.faults.toml"
+            faults_file.write_text(faults)
+            command = [sys.executable, "-m", "tests.support.faulty_worker", "--faults", str(faults_file)]
         log = self.tmp / f"{name}.log"
         with open(log, "wb") as out:
-            process = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, stdout=out, stderr=out,
-                                       cwd=ROOT)
+            process = subprocess.Popen(command, env=self.env, stdout=out, stderr=out, cwd=ROOT)
         self.processes.append(process)
         deadline = time.monotonic() + 60
         while b"worker started" not in log.read_bytes():
@@ -119,7 +119,7 @@ def _run(tmp: Path, scenario: str, kill: str | None,
          faults: str | None = None) -> tuple[dict[str, Any], dict[str, Counter[str]]]:
     run = Run(tmp)
     try:
-        first = run.worker("first", f'[faults]\nkill = "{kill}"\n' if kill else faults)
+        first = run.worker("first", f'kill = "{kill}"\n' if kill else faults)
         # `start` returns once the experiment is registered: when the worker dies at registration, that is the
         # replacement's doing, so it runs beside the kill and the new worker.
         starting = run.starter("start", str(_spec(tmp, scenario)), "--tool-timeout", str(TOOL_TIMEOUT))
@@ -199,20 +199,20 @@ def test_the_temporal_server_killed_mid_experiment_resumes_and_decides_the_same(
 
 
 FLAKY_SYSTEMS = """
-[faults.flags]
+[flags]
 error = "5xx"
 fail_calls = [1, 2]
 delay_seconds = 0.05
-[faults.registry]
+[registry]
 error = "refused"
 fail_calls = [1]
-[faults.metrics]
+[metrics]
 error = "timeout"
 fail_calls = [1]
-[faults.dashboards]
+[dashboards]
 error = "hang"
 fail_calls = [1]
-[faults.tickets]
+[tickets]
 error = "5xx"
 fail_calls = [1]
 """
@@ -221,7 +221,7 @@ fail_calls = [1]
 def test_flaky_outside_systems_are_retried_and_change_nothing(tmp_path: Path,
                                                               tmp_path_factory: pytest.TempPathFactory) -> None:
     """5xx, refused connections, client timeouts, a call that never answers (Temporal's start-to-close timeout
-    ends it) and slow answers, configured in a real worker's config file: the same decision, receipts and
+    ends it) and slow answers, in a real worker process's faults file: the same decision, receipts and
     effects as the run without faults."""
     expected_report, expected_effects = _baseline(tmp_path_factory, "breach")
     report, effects = _run(tmp_path, "breach", None, FLAKY_SYSTEMS)
@@ -233,7 +233,7 @@ def test_flaky_outside_systems_are_retried_and_change_nothing(tmp_path: Path,
 
 
 def test_a_flag_edited_by_hand_stops_a_real_worker_safely(tmp_path: Path) -> None:
-    report, effects = _run(tmp_path, "win", None, '[faults.flags]\nhand_edit_after = ["allocate-0"]\n')
+    report, effects = _run(tmp_path, "win", None, '[flags]\nhand_edit_after = ["allocate-0"]\n')
     assert report["decision"]["state"] == "guardrail_stop"
     assert "read-back mismatch" in report["decision"]["rationale"]
     receipts = {r["step"]: r for r in report["receipts"]}
@@ -251,7 +251,7 @@ def test_a_worker_killed_mid_check_is_replaced_within_the_heartbeat_timeout(tmp_
     after the heartbeat timeout, and a new worker runs the check at once, not after the 5-minute check timeout."""
     run = Run(tmp_path)
     try:
-        first = run.worker("first", "[faults.metrics]\ndelay_seconds = 60\n")
+        first = run.worker("first", "[metrics]\ndelay_seconds = 60\n")
         assert run.cli("start", str(_spec(tmp_path, "breach")), "--tool-timeout", str(TOOL_TIMEOUT)).returncode == 0
         deadline = time.monotonic() + 120
         while ("CheckMetrics", PendingActivityState.PENDING_ACTIVITY_STATE_STARTED) not in _pending(run):

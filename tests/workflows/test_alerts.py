@@ -13,8 +13,8 @@ from temporalio.testing import WorkflowEnvironment
 from abrollout.contracts.records import DecisionState
 from abrollout.run.control import AlertRequest, StopRequest
 from abrollout.run.inbox import ALERT_CHECK_MIN_INTERVAL
-from adapters.misbehaving import MetricsMisbehaviour, Misbehaviours
 from client.experiments import ExperimentHandle, start_experiment
+from tests.support.misbehaving import MetricsMisbehaviour, Misbehaviours
 from tests.workflows.conftest import Lab, golden_spec
 from tests.workflows.test_misbehaving_systems import _worker
 from workflows.experiment import ExperimentWorkflow

@@ -1,6 +1,6 @@
-"""Outside systems that misbehave (adapters/misbehaving.py): transient errors are retried with backoff and change
+"""Outside systems that misbehave (tests/support/misbehaving.py): transient errors are retried with backoff and change
 nothing; a flag edited by hand is never reported as success and stops the experiment safely; stale or empty
-metrics decide nothing and open a ticket. The same faults through a real worker's config:
+metrics decide nothing and open a ticket. The same faults in a real worker process:
 tests/workers/test_fault_matrix.py.
 """
 
@@ -24,15 +24,15 @@ from abrollout.contracts.report import Report
 from abrollout.flags.states import single_arm_state
 from abrollout.run.control import StopRequest
 from adapters.local import local_adapters
-from adapters.misbehaving import (
+from adapters.protocols import Adapters, MetricsSnapshot, MetricsSource, Registered
+from client.experiments import start_experiment
+from tests.support.misbehaving import (
     FlagMisbehaviour,
     MetricsMisbehaviour,
     Misbehaviour,
     Misbehaviours,
     misbehaving,
 )
-from adapters.protocols import Adapters, MetricsSnapshot, MetricsSource, Registered
-from client.experiments import start_experiment
 from tests.support.temporal_env import time_skipping
 from tests.workflows.conftest import golden_spec
 from workers.assembly import build_worker

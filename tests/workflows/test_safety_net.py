@@ -36,8 +36,8 @@ from adapters.local_registry import LocalRegistry
 from adapters.local_tickets import LocalTickets
 from adapters.protocols import Adapters
 from cli.render import REPAIRED
-from cli.safety_net import SCHEDULE_ID, repair_of, sweep_once
 from client.experiments import ExperimentHandle, start_experiment
+from client.safety_net import SCHEDULE_ID, repair_of, sweep_once
 from tests.cli.test_truthful import _row
 from tests.cli.test_validate import ROOT
 from tests.support import replay_guard

@@ -1,9 +1,8 @@
-"""Fault injection for the reliability tests: a worker that dies at a chosen point of a chosen side effect.
+"""Kill points for the reliability tests: a worker that dies at a chosen point of a chosen side effect.
 
-`[faults] kill = "<step>:<before|after>"` in the worker's config file SIGKILLs the worker just before the outside
-system is called for that step, or just after it returned but before the activity could report it. Configured only
-through the worker's own config, never by a spec or a signal, so production workers cannot be made to misbehave
-from outside.
+`kill = "<step>:<before|after>"` in the faults file of `python -m tests.support.faulty_worker` SIGKILLs the worker
+just before the outside system is called for that step, or just after it returned but before the activity could
+report it. Test machinery: the production worker never imports it.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ class KillPoint:
     def parse(cls, text: str) -> KillPoint:
         step, _, phase = text.rpartition(":")
         if not step or phase not in ("before", "after"):
-            raise ValueError(f"[faults] kill = {text!r}: write <step>:before or <step>:after, e.g. allocate-0:after")
+            raise ValueError(f"kill = {text!r}: write <step>:before or <step>:after, e.g. allocate-0:after")
         return cls(step, phase)  # type: ignore[arg-type]
 
     def reached(self, step: str, phase: Phase) -> None:

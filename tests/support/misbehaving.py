@@ -1,15 +1,16 @@
 """Outside systems that misbehave on purpose, for the reliability tests: failing, slow or edited-by-hand.
 
-Set in the worker's own config file (never by a spec or a signal), one table per adapter:
+Built by a test (`misbehaving(adapters, Misbehaviours(...))`), or one table per adapter in the faults file of
+`python -m tests.support.faulty_worker`:
 
-    [faults.flags]
+    [flags]
     error = "5xx"              # 5xx | refused | timeout (the client gives up) | hang (no answer: Temporal's
                                # start-to-close timeout ends the attempt)
     fail_calls = [1, 2]        # which calls to this adapter fail, 1 = its first, counted per worker process
     delay_seconds = 0.2        # every call answers this much later
     hand_edit_after = ["allocate-0"]   # flags: someone changes the rollout by hand right after these steps
 
-    [faults.metrics]
+    [metrics]
     stale_after_hours = 24     # metrics: the pipeline stops; no event after this experiment hour ever arrives
     empty = true               # metrics: the source answers, with no rows
 
@@ -29,8 +30,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from abrollout.flags.evaluate import FlagState
-from adapters.faults import step_of
 from adapters.protocols import Adapters, Change, MetricsSnapshot, Registered
+from tests.support.faults import step_of
 
 CLIENT_TIMEOUT_SECONDS = 1.0
 HANG_SECONDS = 24 * 3600.0
