@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, TerminatedError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -52,11 +53,22 @@ async def _existing(client: Client, text: str) -> ExperimentHandle:
     try:
         await handle.describe()
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
+        if exc.status == RPCStatusCode.NOT_FOUND and await _namespace_exists(client):
             raise UserFacingError(f"error: no experiment {handle.id}; fix: check the name with `starter.py list`",
                                   BAD_INPUT) from None
         raise
     return handle
+
+
+async def _namespace_exists(client: Client) -> bool:
+    """Temporal answers NOT_FOUND for a missing namespace too: that is no misspelt experiment name."""
+    try:
+        await client.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace=client.namespace))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
 
 
 async def _report(handle: ExperimentHandle) -> Report:

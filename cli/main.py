@@ -87,6 +87,17 @@ def _temporal(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: st
     return parser
 
 
+def _tool_timeout(text: str) -> int:
+    """1 to 3600 seconds, the bounds the workflow input holds: refused here, before anything starts."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if not 1 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"{seconds} is out of range; fix: give 1 to 3600 seconds")
+    return seconds
+
+
 def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     start = _temporal(sub, "start", commands.cmd_start, "validate SPEC, start its experiment workflow and wait "
                       "until the experiment is registered", takes_id=False,
@@ -98,7 +109,7 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                       "queued and goes on once a worker picks it up.")
     start.add_argument("spec", metavar="SPEC", help="path of a YAML or JSON spec")
     start.add_argument("--wait", action="store_true", help="follow the experiment until its decision")
-    start.add_argument("--tool-timeout", type=int, default=60, metavar="SECONDS",
+    start.add_argument("--tool-timeout", type=_tool_timeout, default=60, metavar="SECONDS",
                        help="how long one tool call may run before Temporal retries it, possibly on another worker "
                        "(a crashed worker is noticed after this; default 60)")
 

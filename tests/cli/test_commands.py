@@ -254,9 +254,6 @@ async def test_a_namespace_the_server_lacks_is_its_answer_and_exit_1(lab: Lab, a
                         "found.\n"
 
 
-@pytest.mark.xfail(strict=True, reason="bug in cli/commands.py _existing: any NOT_FOUND from describe is read as "
-                   "'no experiment', so a namespace the server lacks sends the user to check the experiment's name "
-                   "(exit 2) where list and start name the namespace (exit 1)")
 async def test_a_namespace_the_server_lacks_is_named_by_commands_on_one_experiment(lab: Lab, running: str) -> None:
     shown = await lab.starter("status", running, "--namespace", "no-such-namespace")
     assert shown.code == RUNTIME_FAILURE
