@@ -99,6 +99,13 @@ def _tool_timeout(text: str) -> int:
 
 
 def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _start_command(sub)
+    _steering_commands(sub)
+    _reading_commands(sub)
+    _service_commands(sub)
+
+
+def _start_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     start = _temporal(sub, "start", commands.cmd_start, "validate SPEC, start its experiment workflow and wait "
                       "until the experiment is registered", takes_id=False,
                       description="Validate SPEC, start its experiment workflow and wait until the registry has "
@@ -113,6 +120,9 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
                        help="how long one tool call may run before Temporal retries it, possibly on another worker "
                        "(a crashed worker is noticed after this; default 60)")
 
+
+def _steering_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands that change a running experiment: each goes through the policy (manual.1-2, prereg.2-3)."""
     stop = _temporal(sub, "stop", commands.cmd_stop, "stop the run and roll back to control (manual.1)")
     stop.add_argument("--reason", required=True, help="why, recorded with the receipts")
 
@@ -131,10 +141,9 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     alert = _temporal(sub, "alert", commands.cmd_alert, "push an alert: run a guardrail check now")
     alert.add_argument("--reason", default="alert from the CLI", help="what fired")
 
-    receiver = _temporal(sub, "alert-receiver", alert_receiver.cmd_alert_receiver, alert_receiver.SUMMARY,
-                         takes_id=False)  # also `python -m alert_receiver`: the same handler and arguments
-    alert_receiver.add_arguments(receiver)
 
+def _reading_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands that only read: queries, the result, the history, the visibility list."""
     _temporal(sub, "status", commands.cmd_status, "the decision state, the latest check and the receipts count")
 
     report = _temporal(sub, "report", commands.cmd_report, "the report (the output contract)")
@@ -160,6 +169,13 @@ def _temporal_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     watch.add_argument("--quiet", action="store_true", help="do not print every ok CheckMetrics receipt")
 
     _temporal(sub, "history", commands.cmd_history, "the receipt trail from the workflow history, with event ids")
+
+
+def _service_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Long-running or operator commands: the alert receiver and a safety-net sweep."""
+    receiver = _temporal(sub, "alert-receiver", alert_receiver.cmd_alert_receiver, alert_receiver.SUMMARY,
+                         takes_id=False)  # also `python -m alert_receiver`: the same handler and arguments
+    alert_receiver.add_arguments(receiver)
 
     sweep = _temporal(sub, "reconcile", reconcile.cmd_reconcile, "run one safety-net sweep now: every "
                           "registered experiment whose workflow was terminated, failed, timed out or is stuck gets "
