@@ -1,21 +1,6 @@
-"""Which adapters a worker uses: one TOML file for the choices and settings, secrets only from the environment
-(or a secrets file), every adapter checked at start-up so a wrong URL or token fails the worker at once, not the
-first experiment hours later.
-
-    [adapters]
-    flags = "unleash"          # local | unleash
-    metrics = "postgres"       # local | postgres
-    registry = "postgres"      # local | postgres
-    tickets = "webhook"        # local | webhook | github
-    guardrails = "prometheus"  # none | prometheus: guardrails with a PromQL `query`
-    allow_simulation = false   # accelerated clocks and simulated traffic (demo and test stacks only)
-
-    [unleash]      url, project, environment           secret: UNLEASH_TOKEN
-    [postgres]     [postgres.tables] names              secret: ABROLLOUT_POSTGRES_DSN
-    [prometheus]   url
-    [webhook]      url                                   secret: ABROLLOUT_WEBHOOK_SECRET (optional)
-    [github]       repo, api_url                         secret: GITHUB_TOKEN
-    [safety_net]   every_minutes = 5, stuck_after_minutes = 15
+"""Which adapters a worker uses: one TOML file for the choices and settings, secrets only from the environment (or
+a secrets file). Every adapter is checked at start-up, so a wrong URL or token fails the worker at once, not the
+first experiment hours later. The file, key by key: docs/configuration.md#the-worker-config-file.
 """
 
 from __future__ import annotations
