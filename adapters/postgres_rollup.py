@@ -37,6 +37,28 @@ class Source:
     pre_period: str
 
 
+_CONTRIBUTION = ("{sign}{y}, {sign}({y} * {y}), {sign}({x} IS NOT NULL)::int, {sign}coalesce({x}, 0), "
+                 "{sign}coalesce({x} * {x}, 0), {sign}coalesce({x} * {y}, 0)")
+"""A user's value's terms of the sums s .. psp, added ({sign} empty) or taken away ({sign} -)."""
+
+
+def _batch_sql(src: Source) -> str:
+    """The fold's first two named subqueries: batch_values (each experiment's, user's and metric's sums in the
+    batch) and touched (each user in the batch, with the first arm in name order among their exposures)."""
+    micro = f"round(value * {VALUE_SCALE})::bigint"
+    return f"""batch_values AS (
+        SELECT exp_key, user_id, metric, sum(v) FILTER (WHERE NOT pre) AS dy, sum(v) FILTER (WHERE pre) AS dx
+        FROM (SELECT exp_key, user_id::text AS user_id, metric::text AS metric, {micro} AS v, false AS pre
+              FROM {src.events} AS e
+              UNION ALL SELECT exp_key, user_id::text, metric::text, {micro}, true FROM {src.pre_period} AS p) AS b
+        GROUP BY exp_key, user_id, metric),
+    touched AS (
+        SELECT exp_key, user_id, min(arm) AS arm
+        FROM (SELECT exp_key, user_id::text AS user_id, arm::text COLLATE "C" AS arm FROM {src.exposures} AS x
+              UNION ALL SELECT exp_key, user_id, NULL FROM batch_values) AS t
+        GROUP BY exp_key, user_id)"""
+
+
 class Rollup:
     """The rollup of one warehouse's tables: its DDL and its read. Names are resolved to their schemas when
     installing (`resolve`), because the trigger functions pin their search_path."""
@@ -285,22 +307,9 @@ END""")
         """One statement folding the rows of `src` (any experiments) into the rollup: the touched users' old state
         is read, the arms get (new - old) contributions, the users and values their new state. Sub-statements of
         one statement share a snapshot, so every part reads the state before the fold."""
-        micro = f"round(value * {VALUE_SCALE})::bigint"
-        contribution = ("{sign}{y}, {sign}({y} * {y}), {sign}({x} IS NOT NULL)::int, {sign}coalesce({x}, 0), "
-                        "{sign}coalesce({x} * {x}, 0), {sign}coalesce({x} * {y}, 0)")
         zeros = ", ".join(["0"] * (len(SUMS) - 1))
         arms = self.own("arms")
-        return f"""WITH batch_values AS (
-        SELECT exp_key, user_id, metric, sum(v) FILTER (WHERE NOT pre) AS dy, sum(v) FILTER (WHERE pre) AS dx
-        FROM (SELECT exp_key, user_id::text AS user_id, metric::text AS metric, {micro} AS v, false AS pre
-              FROM {src.events} AS e
-              UNION ALL SELECT exp_key, user_id::text, metric::text, {micro}, true FROM {src.pre_period} AS p) AS b
-        GROUP BY exp_key, user_id, metric),
-    touched AS (
-        SELECT exp_key, user_id, min(arm) AS arm
-        FROM (SELECT exp_key, user_id::text AS user_id, arm::text COLLATE "C" AS arm FROM {src.exposures} AS x
-              UNION ALL SELECT exp_key, user_id, NULL FROM batch_values) AS t
-        GROUP BY exp_key, user_id),
+        return f"""WITH {_batch_sql(src)},
     moved AS (
         SELECT t.exp_key, t.user_id, o.arm AS old_arm, least(o.arm, t.arm) AS new_arm, o.user_id IS NOT NULL AS known
         FROM touched AS t LEFT JOIN {self.own('users')} AS o ON o.exp_key = t.exp_key AND o.user_id = t.user_id),
@@ -323,9 +332,9 @@ END""")
         UNION ALL SELECT exp_key, NULL, NULL, 0, {zeros}, max(at_s) FROM {src.exposures} AS x GROUP BY exp_key
         UNION ALL SELECT exp_key, NULL, metric::text, 0, {zeros}, max(at_s) FROM {src.events} AS e
         GROUP BY exp_key, metric
-        UNION ALL SELECT exp_key, new_arm, metric, 0, {contribution.format(sign="", y="new_y", x="new_x")}, NULL
+        UNION ALL SELECT exp_key, new_arm, metric, 0, {_CONTRIBUTION.format(sign="", y="new_y", x="new_x")}, NULL
         FROM user_values WHERE new_arm IS NOT NULL
-        UNION ALL SELECT exp_key, old_arm, metric, 0, {contribution.format(sign="-", y="old_y", x="old_x")}, NULL
+        UNION ALL SELECT exp_key, old_arm, metric, 0, {_CONTRIBUTION.format(sign="-", y="old_y", x="old_x")}, NULL
         FROM user_values WHERE old_arm IS NOT NULL),
     users_written AS (
         INSERT INTO {self.own('users')} AS u SELECT exp_key, user_id, new_arm FROM moved

@@ -58,7 +58,21 @@ def _fold_statements(src: Sources) -> tuple[str, ...]:
     """The fold, in the order it must run: the mark (claims the experiment: two writers of one experiment conflict
     on it and one is rolled back whole, never both folded), the arms' sums (from the users' old state), then the
     users' new state."""
-    batch = f"""batch_values AS (
+    batch = _batch_sql(src)
+    return _mark_sql(src), _arms_sql(src, batch), _users_sql(batch), _values_sql(batch)
+
+
+_NEW_X = "CASE WHEN {old} IS NULL AND {new} IS NULL THEN NULL ELSE coalesce({old}, 0) + coalesce({new}, 0) END"
+"""A user's covariate after the batch: NULL while neither the old state nor the batch has one."""
+_CONTRIBUTION = ("{sign}{y}, {sign}({y} * {y}), {sign}CAST({x} IS NOT NULL AS INTEGER), {sign}{x}, "
+                 "{sign}({x} * {x}), {sign}({x} * {y})")
+"""A user's value's terms of the sums s .. psp, added ({sign} empty) or taken away ({sign} -)."""
+
+
+def _batch_sql(src: Sources) -> str:
+    """Two named subqueries shared by the statements: batch_values (each user's and metric's sums in the batch) and
+    touched (each user in the batch, with the first arm in name order among their exposures)."""
+    return f"""batch_values AS (
         SELECT user_id, metric, sum(v) FILTER (NOT pre) AS dy, sum(v) FILTER (pre) AS dx
         FROM (SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(metric AS VARCHAR) AS metric, {MICRO_UNITS_SQL} AS v,
                      false AS pre FROM {src.events}
@@ -70,16 +84,20 @@ def _fold_statements(src: Sources) -> tuple[str, ...]:
         FROM (SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(arm AS VARCHAR) AS arm FROM {src.exposures}
               UNION ALL SELECT user_id, NULL FROM batch_values)
         GROUP BY user_id)"""
-    new_x = "CASE WHEN {old} IS NULL AND {new} IS NULL THEN NULL ELSE coalesce({old}, 0) + coalesce({new}, 0) END"
-    contribution = ("{sign}{y}, {sign}({y} * {y}), {sign}CAST({x} IS NOT NULL AS INTEGER), {sign}{x}, "
-                    "{sign}({x} * {x}), {sign}({x} * {y})")
-    mark = f"""
+
+
+def _mark_sql(src: Sources) -> str:
+    return f"""
 INSERT INTO rollup_marks
 SELECT $exp_key, (SELECT count(*) FROM {src.exposures}),
        (SELECT max(at_s) FROM (SELECT at_s FROM {src.exposures} UNION ALL SELECT at_s FROM {src.events}))
 ON CONFLICT (exp_key) DO UPDATE SET exposure_rows = exposure_rows + excluded.exposure_rows,
                                     max_at_s = greatest(max_at_s, excluded.max_at_s)"""
-    arms = f"""
+
+
+def _arms_sql(src: Sources, batch: str) -> str:
+    """The arms' sums plus each touched user's new contribution minus their old one (their old arm and values)."""
+    return f"""
 MERGE INTO rollup_arms AS t
 USING (
     WITH {batch},
@@ -90,7 +108,7 @@ USING (
     user_values AS (
         SELECT coalesce(old.user_id, b.user_id) AS user_id, coalesce(old.metric, b.metric) AS metric,
                coalesce(old.y, 0) AS old_y, old.x AS old_x, coalesce(old.y, 0) + coalesce(b.dy, 0) AS new_y,
-               {new_x.format(old="old.x", new="b.dx")} AS new_x
+               {_NEW_X.format(old="old.x", new="b.dx")} AS new_x
         FROM (SELECT user_id, metric, y, x FROM rollup_values
               WHERE exp_key = $exp_key AND user_id IN (SELECT user_id FROM touched)) AS old
              FULL JOIN batch_values AS b ON old.user_id = b.user_id AND old.metric = b.metric),
@@ -103,9 +121,9 @@ USING (
         UNION ALL SELECT NULL, NULL, 0, 0, 0, 0, 0, 0, 0, max(at_s) FROM {src.exposures} HAVING count(*) > 0
         UNION ALL SELECT NULL, CAST(metric AS VARCHAR), 0, 0, 0, 0, 0, 0, 0, max(at_s) FROM {src.events}
         GROUP BY metric
-        UNION ALL SELECT new_arm, metric, 0, {contribution.format(sign="", y="new_y", x="new_x")}, NULL
+        UNION ALL SELECT new_arm, metric, 0, {_CONTRIBUTION.format(sign="", y="new_y", x="new_x")}, NULL
         FROM user_values JOIN moved USING (user_id) WHERE new_arm IS NOT NULL
-        UNION ALL SELECT old_arm, metric, 0, {contribution.format(sign="-", y="old_y", x="old_x")}, NULL
+        UNION ALL SELECT old_arm, metric, 0, {_CONTRIBUTION.format(sign="-", y="old_y", x="old_x")}, NULL
         FROM user_values JOIN moved USING (user_id) WHERE old_arm IS NOT NULL)
     SELECT arm, metric, {", ".join(f"coalesce(sum({name}), 0) AS {name}" for name in SUMS)}, max(latest) AS latest
     FROM terms GROUP BY arm, metric
@@ -114,19 +132,24 @@ ON t.exp_key = $exp_key AND t.arm IS NOT DISTINCT FROM d.arm AND t.metric IS NOT
 WHEN MATCHED THEN UPDATE SET {", ".join(f"{name} = t.{name} + d.{name}" for name in SUMS)},
                              latest = greatest(t.latest, d.latest)
 WHEN NOT MATCHED THEN INSERT VALUES ($exp_key, d.arm, d.metric, {", ".join(f"d.{name}" for name in SUMS)}, d.latest)"""
-    users = f"""
+
+
+def _users_sql(batch: str) -> str:
+    return f"""
 MERGE INTO rollup_users AS t
 USING (WITH {batch} SELECT user_id, arm FROM touched) AS d
 ON t.exp_key = $exp_key AND t.user_id = d.user_id
 WHEN MATCHED AND (d.arm < t.arm OR (t.arm IS NULL AND d.arm IS NOT NULL)) THEN UPDATE SET arm = d.arm
 WHEN NOT MATCHED THEN INSERT VALUES ($exp_key, d.user_id, d.arm)"""
-    values = f"""
+
+
+def _values_sql(batch: str) -> str:
+    return f"""
 MERGE INTO rollup_values AS t
 USING (WITH {batch} SELECT user_id, metric, dy, dx FROM batch_values) AS d
 ON t.exp_key = $exp_key AND t.user_id = d.user_id AND t.metric = d.metric
-WHEN MATCHED THEN UPDATE SET y = t.y + coalesce(d.dy, 0), x = {new_x.format(old="t.x", new="d.dx")}
+WHEN MATCHED THEN UPDATE SET y = t.y + coalesce(d.dy, 0), x = {_NEW_X.format(old="t.x", new="d.dx")}
 WHEN NOT MATCHED THEN INSERT VALUES ($exp_key, d.user_id, d.metric, coalesce(d.dy, 0), d.dx)"""
-    return mark, arms, users, values
 
 
 class RunningAggregate:
@@ -313,15 +336,83 @@ def _contribution(y: int, x: int | None) -> list[int]:
     return [y, y * y, 1, x, x * x, x * y]
 
 
+UserValue = tuple[str, str, int, int | None]  # (user, metric, y, x): a row of rollup_values
+
+
+@dataclass
+class _Changes:
+    """What a batch changes: the arms' deltas (in SUMS order) and the rows of rollup_users and rollup_values to
+    insert (new) or update (moved, changed)."""
+
+    deltas: dict[Key, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0] * len(SUMS)))
+    new_users: list[tuple[str, str | None]] = field(default_factory=list)
+    moved: list[tuple[str, str | None]] = field(default_factory=list)
+    new_values: list[UserValue] = field(default_factory=list)
+    changed: list[UserValue] = field(default_factory=list)
+
+    def user(self, user: str, known: bool, before: str | None, after: str | None) -> None:
+        """The user counts in their arm after the batch instead of the one before."""
+        if not known:
+            self.new_users.append((user, after))
+        elif after != before:
+            self.moved.append((user, after))
+        if before is not None:
+            self.deltas[before, None][0] -= 1
+        if after is not None:
+            self.deltas[after, None][0] += 1
+
+    def value(self, user: str, metric: str, arms: tuple[str | None, str | None], old: tuple[int, int | None] | None,
+              dy: int | None, dx: int | None) -> None:
+        """The user's value of `metric` (`old`, None if they had none) gains the batch's dy and dx: its old
+        contribution leaves their arm before the batch, the new one joins their arm after it (`arms`)."""
+        before, after = arms
+        y, x = old or (0, None)
+        new_y, new_x = y + (dy or 0), _plus(x, dx)
+        if old is None:
+            self.new_values.append((user, metric, new_y, new_x))
+        elif dy is not None or dx is not None:
+            self.changed.append((user, metric, new_y, new_x))
+        if before is not None:
+            _add(self.deltas[before, metric], [0, *_contribution(y, x)], -1)
+        if after is not None:
+            _add(self.deltas[after, metric], [0, *_contribution(new_y, new_x)], 1)
+
+
 def _fold_in_python(cur: duckdb.DuckDBPyConnection, exp_key: str, rows: Rows) -> None:
     """The SQL fold's arithmetic on one batch, with the touched users' state read in one statement (their ids
     bound the scan, so the zonemaps skip most of a large store) and written back in a few."""
+    _write_mark(cur, exp_key, rows)
+    batch = _Batch.of(rows)
+    users = batch.users()
+    old_arm, old = _read_users(cur, exp_key, users)
+    metrics_of: dict[str, set[str]] = defaultdict(set)
+    for user, metric in [*old, *batch.dy, *batch.dx]:
+        metrics_of[user].add(metric)
+    changes = _Changes()
+    for user in users:
+        before = old_arm.get(user)
+        after = min((arm for arm in (before, batch.arms.get(user)) if arm is not None), default=None)
+        for metric in metrics_of[user]:
+            changes.value(user, metric, (before, after), old.get((user, metric)), batch.dy.get((user, metric)),
+                          batch.dx.get((user, metric)))
+        changes.user(user, user in old_arm, before, after)
+    for metric in rows.pre_period.metric.tolist():
+        changes.deltas[None, metric][0] += 1
+    _write_arms(cur, exp_key, changes.deltas, _latest(rows))
+    _write_users(cur, exp_key, changes.new_users, changes.moved)
+    _write_values(cur, exp_key, changes.new_values, changes.changed)
+
+
+def _write_mark(cur: duckdb.DuckDBPyConnection, exp_key: str, rows: Rows) -> None:
     times = [int(a.max()) for a in (rows.exposures.at_s, rows.metric_events.at_s) if len(a)]
     mark = {"exp_key": exp_key, "exposures": len(rows.exposures.user_id), "latest": max(times) if times else None}
     if not cur.execute(_UPDATE_MARK, mark).fetchall():  # an UPDATE costs less than an upsert
         cur.execute("INSERT INTO rollup_marks VALUES ($exp_key, $exposures, $latest)", mark)
-    batch = _Batch.of(rows)
-    users = batch.users()
+
+
+def _read_users(cur: duckdb.DuckDBPyConnection, exp_key: str, users: list[str]
+                ) -> tuple[dict[str, str | None], dict[tuple[str, str], tuple[int, int | None]]]:
+    """The stored state of `users` (sorted): each known user's arm, and their values' (y, x) by (user, metric)."""
     bounds = {"exp_key": exp_key, "ids": users, "lo": users[0], "hi": users[-1]}
     old_arm: dict[str, str | None] = {}
     old: dict[tuple[str, str], tuple[int, int | None]] = {}
@@ -329,42 +420,7 @@ def _fold_in_python(cur: duckdb.DuckDBPyConnection, exp_key: str, rows: Rows) ->
         old_arm[user] = arm
         if metric is not None:
             old[user, metric] = (int(y), None if x is None else int(x))
-    metrics_of: dict[str, set[str]] = defaultdict(set)
-    for user, metric in [*old, *batch.dy, *batch.dx]:
-        metrics_of[user].add(metric)
-    deltas: dict[Key, list[int]] = defaultdict(lambda: [0] * len(SUMS))
-    new_users: list[tuple[str, str | None]] = []
-    moved: list[tuple[str, str | None]] = []
-    new_values: list[tuple[str, str, int, int | None]] = []
-    changed: list[tuple[str, str, int, int | None]] = []
-    for user in users:
-        before = old_arm.get(user)
-        after = min((arm for arm in (before, batch.arms.get(user)) if arm is not None), default=None)
-        if user not in old_arm:
-            new_users.append((user, after))
-        elif after != before:
-            moved.append((user, after))
-        for metric in metrics_of[user]:
-            y, x = old.get((user, metric), (0, None))
-            dy, dx = batch.dy.get((user, metric)), batch.dx.get((user, metric))
-            new_y, new_x = y + (dy or 0), _plus(x, dx)
-            if (user, metric) not in old:
-                new_values.append((user, metric, new_y, new_x))
-            elif dy is not None or dx is not None:
-                changed.append((user, metric, new_y, new_x))
-            if before is not None:
-                _add(deltas[before, metric], [0, *_contribution(y, x)], -1)
-            if after is not None:
-                _add(deltas[after, metric], [0, *_contribution(new_y, new_x)], 1)
-        if before is not None:
-            deltas[before, None][0] -= 1
-        if after is not None:
-            deltas[after, None][0] += 1
-    for metric in rows.pre_period.metric.tolist():
-        deltas[None, metric][0] += 1
-    _write_arms(cur, exp_key, deltas, _latest(rows))
-    _write_users(cur, exp_key, new_users, moved)
-    _write_values(cur, exp_key, new_values, changed)
+    return old_arm, old
 
 
 def _add(total: list[int], terms: list[int], sign: int) -> None:
@@ -420,9 +476,9 @@ def _write_users(cur: duckdb.DuckDBPyConnection, exp_key: str, new: list[tuple[s
                     {"exp_key": exp_key, "ids": [user for user, _ in moved], "arms": [arm for _, arm in moved]})
 
 
-def _write_values(cur: duckdb.DuckDBPyConnection, exp_key: str, new: list[tuple[str, str, int, int | None]],
-                  changed: list[tuple[str, str, int, int | None]]) -> None:
-    def columns(values: list[tuple[str, str, int, int | None]]) -> dict[str, object]:
+def _write_values(cur: duckdb.DuckDBPyConnection, exp_key: str, new: list[UserValue],
+                  changed: list[UserValue]) -> None:
+    def columns(values: list[UserValue]) -> dict[str, object]:
         return {"exp_key": exp_key, "ids": [v[0] for v in values], "metrics": [v[1] for v in values],
                 "y": [str(v[2]) for v in values], "x": [None if v[3] is None else str(v[3]) for v in values]}
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import mmh3
@@ -43,6 +43,9 @@ from abrollout.flags.rules import parse_rules
 from abrollout.flags.states import allocation_state
 from abrollout.ids import idempotency_key
 from abrollout.plan.planner import flag_key
+
+if TYPE_CHECKING:
+    from tests.support.servers.unleash import Unleash
 
 RULES = ['country in ["US","CA"]', 'app_version >= "5.2.0"']
 SPLIT = {"control": 50.0, "treatment": 30.0, "treatment_b": 20.0}
@@ -246,37 +249,66 @@ def _why(exc: BaseException) -> str:
 
 
 async def playground(count: int, seed: int) -> PlaygroundAgreement:
-    from activities.flag_changes import apply_verified
-    from adapters.unleash import UnleashFlags
-    from tests.support.servers import postgres as pg_server
     from tests.support.servers import unleash as unleash_server
 
     found = PlaygroundAgreement()
     async with AsyncExitStack() as stack:
         try:
-            pg = await asyncio.to_thread(pg_server.start)
-            stack.callback(pg.stop)
-            server = await asyncio.to_thread(unleash_server.start, pg)
-            stack.callback(server.stop)
+            server = await _start_unleash(stack)
         except (pytest.skip.Exception, RuntimeError, OSError, subprocess.SubprocessError) as exc:
             found.unavailable = _why(exc)
             return found
         found.server = f"Unleash {unleash_server.UNLEASH_VERSION} at {server.url}, pid {server.process.pid}"
-        flags = UnleashFlags(server.url, server.token)
-        stack.push_async_callback(flags.aclose)
-        exp = f"bucketing-{secrets.token_hex(4)}"
-        desired = experiment_flag(exp, RULES)
-        await flags.create_flag(desired.name, "bucketing bench", f"{exp}:flag:1")
-        receipt = await apply_verified(flags, desired.name, desired,
-                                       idempotency_key(exp, "allocate-0", desired.model_dump(mode="json")),
-                                       "bucketing bench")
-        assert receipt.ok, receipt.message  # Unleash serves exactly the flag the evaluators are given
-        rng = random.Random(seed)
-        contexts = [{"userId": None if rng.random() < 0.05 else f"u{rng.randrange(10**9)}",
-                     "country": rng.choice(COUNTRIES), "app_version": rng.choice(VERSIONS)} for _ in range(count)]
-        admin = await stack.enter_async_context(httpx.AsyncClient(
-            base_url=server.url, headers={"Authorization": server.token}, timeout=30))
-        gate = asyncio.Semaphore(4)
+        desired = await _serve_experiment_flag(stack, server)
+        contexts = _contexts(count, seed)
+        started = time.perf_counter()
+        theirs = await _ask_playground(server, desired.name, contexts)
+        found.seconds = time.perf_counter() - started
+        _count_agreement(found, desired, contexts, theirs)
+    return found
+
+
+async def _start_unleash(stack: AsyncExitStack) -> Unleash:
+    """An Unleash on its own PostgreSQL, both stopped when `stack` closes."""
+    from tests.support.servers import postgres as pg_server
+    from tests.support.servers import unleash as unleash_server
+
+    pg = await asyncio.to_thread(pg_server.start)
+    stack.callback(pg.stop)
+    server = await asyncio.to_thread(unleash_server.start, pg)
+    stack.callback(server.stop)
+    return server
+
+
+async def _serve_experiment_flag(stack: AsyncExitStack, server: Unleash) -> FlagState:
+    """The experiment flag with rules, written to Unleash as the workflow writes it (verified read-back)."""
+    from activities.flag_changes import apply_verified
+    from adapters.unleash import UnleashFlags
+
+    flags = UnleashFlags(server.url, server.token)
+    stack.push_async_callback(flags.aclose)
+    exp = f"bucketing-{secrets.token_hex(4)}"
+    desired = experiment_flag(exp, RULES)
+    await flags.create_flag(desired.name, "bucketing bench", f"{exp}:flag:1")
+    receipt = await apply_verified(flags, desired.name, desired,
+                                   idempotency_key(exp, "allocate-0", desired.model_dump(mode="json")),
+                                   "bucketing bench")
+    assert receipt.ok, receipt.message  # Unleash serves exactly the flag the evaluators are given
+    return desired
+
+
+def _contexts(count: int, seed: int) -> list[dict[str, str | None]]:
+    """Users with properties; about one in twenty has no userId, which Unleash evaluates too."""
+    rng = random.Random(seed)
+    return [{"userId": None if rng.random() < 0.05 else f"u{rng.randrange(10**9)}",
+             "country": rng.choice(COUNTRIES), "app_version": rng.choice(VERSIONS)} for _ in range(count)]
+
+
+async def _ask_playground(server: Unleash, flag_name: str, contexts: list[dict[str, str | None]]
+                          ) -> list[tuple[bool, str]]:
+    """Unleash's own (enabled, variant) for each context, four requests at a time."""
+    gate = asyncio.Semaphore(4)
+    async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": server.token}, timeout=30) as admin:
 
         async def evaluate(values: dict[str, str | None]) -> tuple[bool, str]:
             present = {k: v for k, v in values.items() if v is not None}
@@ -286,28 +318,30 @@ async def playground(count: int, seed: int) -> PlaygroundAgreement:
                 response = await admin.post("/api/admin/playground", json={
                     "environment": "development", "projects": ["default"], "context": context})
             response.raise_for_status()
-            result = next(f for f in response.json()["features"] if f["name"] == desired.name)
+            result = next(f for f in response.json()["features"] if f["name"] == flag_name)
             return bool(result["isEnabled"]), str(result["variant"]["name"])
 
-        started = time.perf_counter()
-        theirs = await asyncio.gather(*(evaluate(values) for values in contexts))
-        found.seconds = time.perf_counter() - started
-        with_id = [i for i, values in enumerate(contexts) if values["userId"] is not None]
-        people = Users(ids=[str(contexts[i]["userId"]) for i in with_id],
-                       country=[contexts[i]["country"] for i in with_id],
-                       app_version=[contexts[i]["app_version"] for i in with_id])
-        vector = dict(zip(with_id, vectorised(desired, people), strict=True))
-        served: dict[str, int] = {}
-        for i, (values, (enabled, variant)) in enumerate(zip(contexts, theirs, strict=True)):
-            ctx = EvalContext.from_values(values)
-            ours = (is_enabled(desired, ctx, NOW), get_variant(desired, ctx, NOW) or DISABLED_VARIANT)
-            found.scalar_agree += ours == (enabled, variant)
-            served[variant] = served.get(variant, 0) + 1
-            if i in vector:
-                found.vector_users += 1
-                found.vector_agree += (vector[i] or DISABLED_VARIANT) == variant
-        found.users, found.served = count, dict(sorted(served.items()))
-    return found
+        return await asyncio.gather(*(evaluate(values) for values in contexts))
+
+
+def _count_agreement(found: PlaygroundAgreement, desired: FlagState, contexts: list[dict[str, str | None]],
+                     theirs: list[tuple[bool, str]]) -> None:
+    """Our scalar evaluator on every context, and assign_many on those with a userId, against Unleash's answers."""
+    with_id = [i for i, values in enumerate(contexts) if values["userId"] is not None]
+    people = Users(ids=[str(contexts[i]["userId"]) for i in with_id],
+                   country=[contexts[i]["country"] for i in with_id],
+                   app_version=[contexts[i]["app_version"] for i in with_id])
+    vector = dict(zip(with_id, vectorised(desired, people), strict=True))
+    served: dict[str, int] = {}
+    for i, (values, (enabled, variant)) in enumerate(zip(contexts, theirs, strict=True)):
+        ctx = EvalContext.from_values(values)
+        ours = (is_enabled(desired, ctx, NOW), get_variant(desired, ctx, NOW) or DISABLED_VARIANT)
+        found.scalar_agree += ours == (enabled, variant)
+        served[variant] = served.get(variant, 0) + 1
+        if i in vector:
+            found.vector_users += 1
+            found.vector_agree += (vector[i] or DISABLED_VARIANT) == variant
+    found.users, found.served = len(contexts), dict(sorted(served.items()))
 
 
 # ---- output -------------------------------------------------------------------------------------------------------
@@ -320,6 +354,19 @@ def _pct(agree: int, total: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = _arguments(argv)
+    started = time.perf_counter()
+    _print_throughput(users(args.users, args.seed), args.seed)
+    print()
+    _print_specification(client_specification())
+    if args.no_unleash:
+        print("(c) real Unleash playground: skipped (--no-unleash)")
+    else:
+        _print_playground(asyncio.run(playground(args.playground_users, args.seed + 2)))
+    print(f"wall time {time.perf_counter() - started:.1f} s")
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--users", type=int, default=1_000_000, help="user ids for throughput and agreement (a)")
     parser.add_argument("--quick", action="store_true", help="100,000 users and 200 playground users")
@@ -329,9 +376,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.users, args.playground_users = 100_000, 200
-    started = time.perf_counter()
-    people = users(args.users, args.seed)
-    print(f"bucketing bench: {args.users:,} user ids (mixed lengths), the experiment flag "
+    return args
+
+
+def _print_throughput(people: Users, seed: int) -> None:
+    """(a): the table of throughput and agreement on `people`, then the hash alone on as many UUIDs."""
+    count = len(people.ids)
+    print(f"bucketing bench: {count:,} user ids (mixed lengths), the experiment flag "
           f"(flexibleRollout {ROLLOUT}%, stickiness userId, split {'/'.join(f'{v:g}' for v in SPLIT.values())}); "
           f"vectorised = assign_many (median of {VECTOR_RUNS}), per-user loop = get_variant with an EvalContext "
           f"(1 pass), bare-hash loop = 2 x normalized_hash per user (median of {HASH_LOOP_RUNS})")
@@ -341,45 +392,41 @@ def main(argv: list[str] | None = None) -> None:
               f"{'ratio':>8}{'exposed':>10}   agreement (a) vectorised vs per-user")
     print(header)
     print("-" * len(header))
-    results = []
     for label, rules in (("no rules", []), ("2 exposure rules", RULES)):
         r = throughput(label, experiment_flag("bench-exp", rules), people)
-        results.append(r)
         print(f"{r.label:<16}{r.n / r.vector_s:>14,.0f}{r.n / r.loop_s:>17,.0f}{r.loop_s / r.vector_s:>7.1f}x"
               f"{r.n / r.hash_loop_s:>18,.0f}{r.hash_loop_s / r.vector_s:>7.1f}x{r.exposed / r.n:>10.1%}   "
               f"{_pct(r.agree, r.n)} {_mark(r.agree == r.n)}", flush=True)
-    agree, n, vector_s, loop_s = hash_paths(args.users, args.seed + 1)
+    agree, n, vector_s, loop_s = hash_paths(count, seed + 1)
     print(f"hash only, {n:,} UUIDs (uniform-length path): normalized_hash_many {n / vector_s:,.0f}/s, mmh3 loop "
           f"{n / loop_s:,.0f}/s ({loop_s / vector_s:.1f}x); agreement {_pct(agree, n)} {_mark(agree == n)}")
-    print()
-    spec = client_specification()
+
+
+def _print_specification(spec: SpecAgreement) -> None:
     if spec.unavailable:
         print(f"(b) client specification: not available ({spec.unavailable})")
-    else:
-        scalar = _pct(spec.scalar_agree, spec.scalar_applicable)
-        print(f"(b) Unleash client specification 6.1.0: scalar evaluator {scalar} applicable cases agree "
-              f"{_mark(spec.scalar_agree == spec.scalar_applicable)} "
-              f"({spec.not_applicable} not applicable: see NOT_APPLICABLE in "
-              f"tests/abrollout/flags/test_client_specification.py); "
-              f"vectorised (assign_many) {_pct(spec.vector_agree, spec.vector_applicable)} of the applicable cases it "
-              f"can take {_mark(spec.vector_agree == spec.vector_applicable)} (the other "
-              f"{spec.scalar_applicable - spec.vector_applicable} hash a missing userId or are on for everyone)")
-    if args.no_unleash:
-        print("(c) real Unleash playground: skipped (--no-unleash)")
-    else:
-        real = asyncio.run(playground(args.playground_users, args.seed + 2))
-        if real.unavailable:
-            print(f"(c) real Unleash playground: not run, Unleash unavailable ({real.unavailable}); to run it: npm "
-                  "and Debian's postgresql on the machine (make test-integration installs them), then "
-                  "`.venv/bin/python -m bench.bucketing_bench`")
-        else:
-            print(f"(c) {real.server}, POST /api/admin/playground user by user ({real.users / real.seconds:,.0f} "
-                  f"evaluations/s over HTTP), the flag with rules: scalar {_pct(real.scalar_agree, real.users)} "
-                  f"{_mark(real.scalar_agree == real.users)}; vectorised (the {real.vector_users} users with a "
-                  f"userId) {_pct(real.vector_agree, real.vector_users)} "
-                  f"{_mark(real.vector_agree == real.vector_users)}; Unleash served {real.served}")
-    print(f"wall time {time.perf_counter() - started:.1f} s")
+        return
+    scalar = _pct(spec.scalar_agree, spec.scalar_applicable)
+    print(f"(b) Unleash client specification 6.1.0: scalar evaluator {scalar} applicable cases agree "
+          f"{_mark(spec.scalar_agree == spec.scalar_applicable)} "
+          f"({spec.not_applicable} not applicable: see NOT_APPLICABLE in "
+          f"tests/abrollout/flags/test_client_specification.py); "
+          f"vectorised (assign_many) {_pct(spec.vector_agree, spec.vector_applicable)} of the applicable cases it "
+          f"can take {_mark(spec.vector_agree == spec.vector_applicable)} (the other "
+          f"{spec.scalar_applicable - spec.vector_applicable} hash a missing userId or are on for everyone)")
 
+
+def _print_playground(real: PlaygroundAgreement) -> None:
+    if real.unavailable:
+        print(f"(c) real Unleash playground: not run, Unleash unavailable ({real.unavailable}); to run it: npm "
+              "and Debian's postgresql on the machine (make test-integration installs them), then "
+              "`.venv/bin/python -m bench.bucketing_bench`")
+        return
+    print(f"(c) {real.server}, POST /api/admin/playground user by user ({real.users / real.seconds:,.0f} "
+          f"evaluations/s over HTTP), the flag with rules: scalar {_pct(real.scalar_agree, real.users)} "
+          f"{_mark(real.scalar_agree == real.users)}; vectorised (the {real.vector_users} users with a "
+          f"userId) {_pct(real.vector_agree, real.vector_users)} "
+          f"{_mark(real.vector_agree == real.vector_users)}; Unleash served {real.served}")
 
 if __name__ == "__main__":
     main()

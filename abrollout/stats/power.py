@@ -75,53 +75,59 @@ def plan_sample_size(
     """
     if len(split) < 2:
         raise ValueError("a split needs a control and at least one treatment")
-    delta = mde.in_units(baseline_mean)
-    if not 0.0 < delta < math.inf:
-        raise PowerInputError("mde", f"{mde.describe()} is {delta:g} in metric units",
-                              "an MDE that is a positive number in metric units (an absolute one if the baseline "
-                              "is near 0)")
+    delta = _mde_in_units(mde, baseline_mean)
     var_control = _unit_variance(baseline_mean, baseline_sd)
-    var_treatment = var_control
-    if baseline_sd is None:
-        shifted = [p for p in (baseline_mean - delta, baseline_mean + delta) if 0.0 < p < 1.0]
-        var_treatment = max([var_control, *(p * (1.0 - p) for p in shifted)])
+    var_treatment = var_control if baseline_sd is not None else _shifted_variance(var_control, baseline_mean, delta)
     side_alpha = alpha / 2.0 / (len(split) - 1)
     drift = design_drift(looks, side_alpha, power, spending)
-    fixed = float(ndtri(1.0 - side_alpha) + ndtri(power))
+    inflation = (drift / float(ndtri(1.0 - side_alpha) + ndtri(power))) ** 2
     total_share = float(sum(split))
     shares = [s / total_share for s in split]
     smallest_treatment = min(shares[1:])
     squared = delta * delta  # underflows to 0 for an MDE below about 1e-154
     total = (var_control / shares[0] + var_treatment / smallest_treatment) * drift * drift / squared \
         if squared > 0.0 else math.inf
-    units = "" if baseline_sd is None else ", or a baseline_sd in the same units as the MDE"
+    per_arm = _users_per_arm(total, shares, mde, var_control, baseline_sd)
+    if expected_daily_users is None or expected_daily_users <= 0:
+        return PowerPlan(users_per_arm=per_arm, total_users=math.ceil(total), inflation_factor=inflation,
+                         days_needed=None, users_at_cap=None, reachable=None, detectable_mde_at_cap=None)
+    at_cap = expected_daily_users * max_days
+    detectable = drift * math.sqrt((var_control / shares[0] + var_control / smallest_treatment) / at_cap)
+    return PowerPlan(users_per_arm=per_arm, total_users=math.ceil(total), inflation_factor=inflation,
+                     days_needed=total / expected_daily_users, users_at_cap=math.floor(at_cap),
+                     reachable=total <= at_cap, detectable_mde_at_cap=_in_kind(detectable, mde, baseline_mean))
+
+
+def _mde_in_units(mde: Effect, baseline_mean: float) -> float:
+    delta = mde.in_units(baseline_mean)
+    if not 0.0 < delta < math.inf:
+        raise PowerInputError("mde", f"{mde.describe()} is {delta:g} in metric units",
+                              "an MDE that is a positive number in metric units (an absolute one if the baseline "
+                              "is near 0)")
+    return delta
+
+
+def _shifted_variance(variance: float, mean: float, delta: float) -> float:
+    """A proportion's variance in the treatment: the worse of p(1-p) at the baseline and at p +- MDE, so the plan
+    holds whichever way the effect goes."""
+    shifted = [p for p in (mean - delta, mean + delta) if 0.0 < p < 1.0]
+    return max([variance, *(p * (1.0 - p) for p in shifted)])
+
+
+def _users_per_arm(total: float, shares: list[float], mde: Effect, variance: float, sd: float | None
+                   ) -> tuple[int, ...]:
+    """`total` split by `shares`, rounded up; an error naming the MDE where the total is infinite or zero."""
+    units = "" if sd is None else ", or a baseline_sd in the same units as the MDE"
     if not math.isfinite(total):
         raise PowerInputError("mde", f"{mde.describe()} needs an infinite sample against a variance of "
-                              f"{var_control:g}", f"a larger MDE{units}")
+                              f"{variance:g}", f"a larger MDE{units}")
     per_arm = tuple(math.ceil(total * s) for s in shares)
     if min(per_arm) < 1:
         raise PowerInputError("mde", f"{mde.describe()} needs no users at all against a variance of "
-                              f"{var_control:g}", f"a smaller MDE{units}")
-    if expected_daily_users is None or expected_daily_users <= 0:
-        return PowerPlan(
-            users_per_arm=per_arm,
-            total_users=math.ceil(total),
-            inflation_factor=(drift / fixed) ** 2,
-            days_needed=None,
-            users_at_cap=None,
-            reachable=None,
-            detectable_mde_at_cap=None,
-        )
-    at_cap = expected_daily_users * max_days
-    detectable = drift * math.sqrt((var_control / shares[0] + var_control / smallest_treatment) / at_cap)
-    if mde.kind is EffectKind.relative:
-        detectable = detectable / abs(baseline_mean) * 100.0
-    return PowerPlan(
-        users_per_arm=per_arm,
-        total_users=math.ceil(total),
-        inflation_factor=(drift / fixed) ** 2,
-        days_needed=total / expected_daily_users,
-        users_at_cap=math.floor(at_cap),
-        reachable=total <= at_cap,
-        detectable_mde_at_cap=detectable,
-    )
+                              f"{variance:g}", f"a smaller MDE{units}")
+    return per_arm
+
+
+def _in_kind(detectable: float, mde: Effect, baseline_mean: float) -> float:
+    """An effect in metric units as the MDE states it: percent of the baseline for a relative MDE."""
+    return detectable / abs(baseline_mean) * 100.0 if mde.kind is EffectKind.relative else detectable
