@@ -309,12 +309,13 @@ class ToolCall(BaseModel, Generic[ArgsT]):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tool: ToolName
+    tool: ToolName | None = Field(default=None, description="None only in calls scheduled by workflows of the "
+                                  "release before: the activity fills in its own name (activities/tools.py).")
     step: str
     idempotency_key: str
     args: SerializeAsAny[ArgsT]
 
     def receipt(self, ok: bool, ref: str, message: str, data: dict[str, Any] | None = None,
                 check: CheckResult | None = None) -> ToolReceipt:
-        return ToolReceipt(tool=self.tool.value, ok=ok, ref=ref, message=message, data=data, check=check,
-                           step=self.step, idempotency_key=self.idempotency_key)
+        return ToolReceipt(tool=self.tool.value if self.tool else "", ok=ok, ref=ref, message=message, data=data,
+                           check=check, step=self.step, idempotency_key=self.idempotency_key)

@@ -122,6 +122,7 @@ def proposal_of(experiment: ExperimentPlan, step: str) -> ToolProposal:
 
 def assert_receipt(receipt: ToolReceipt, call: ToolCall[Any], ref: str, *, ok: bool = True) -> None:
     """The receipt names the call it answers and carries the outside system's id."""
+    assert call.tool is not None
     assert (receipt.tool, receipt.step, receipt.idempotency_key) == (call.tool.value, call.step, call.idempotency_key)
     assert (receipt.ok, receipt.ref) == (ok, ref), receipt.message
 
@@ -143,6 +144,16 @@ async def test_register_experiment_stores_the_args_under_the_key(experiment: Exp
     assert receipt.data == {"analysis": experiment.analysis.model_dump(mode="json")}
     _, again = await run.execute(experiment.setup[0])
     assert again == receipt and len(fakes.registry.experiments) == 1
+
+
+async def test_a_call_scheduled_by_the_release_before_is_answered_under_the_activitys_own_name(
+        experiment: ExperimentPlan, fakes: Fakes) -> None:
+    """Rolling upgrade: a workflow task of the release before scheduled the call without `tool`."""
+    run = run_of(experiment, fakes)
+    call = run.call(experiment.setup[0])
+    old = ToolCall[RegisterExperimentArgs].model_validate(call.model_dump(mode="json", exclude={"tool"}))
+    receipt = await run.env.run(TOOLS[ToolName.RegisterExperiment], run.tools, old)
+    assert_receipt(receipt, call, fakes.registry.by_key[call.idempotency_key])
 
 
 @pytest.mark.parametrize(("change", "is_refused"), [
