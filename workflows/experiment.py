@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
 
     from abrollout.contracts.records import DecisionState, ReceiptRecord
     from abrollout.contracts.report import Report
-    from abrollout.contracts.tools import ToolArgs, ToolCall, ToolName, ToolProposal, ToolReceipt
+    from abrollout.contracts.tools import ToolCall, ToolName, ToolProposal, ToolReceipt
     from abrollout.plan.planner import (
         check_proposal,
         closing_proposals,
@@ -408,8 +408,7 @@ class ExperimentWorkflow:
                                   idempotency_key=proposal.idempotency_key)
             self.s.record(proposal, receipt)
             return receipt
-        call: ToolCall[ToolArgs] = ToolCall(tool=proposal.name, step=proposal.step,
-                                            idempotency_key=proposal.idempotency_key, args=args)
+        call = ToolCall.answering(proposal, args)
         try:
             receipt = await workflow.execute_activity_method(
                 TOOLS[proposal.name], call, retry_policy=TOOL_RETRY,

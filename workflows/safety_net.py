@@ -68,8 +68,7 @@ class SafetyNetWorkflow:
 
 async def _tool(proposal: ToolProposal) -> ReceiptRecord:
     """One of the experiment's own tools, as the experiment would call it."""
-    call: ToolCall[Any] = ToolCall(tool=proposal.name, step=proposal.step,
-                                   idempotency_key=proposal.idempotency_key, args=proposal.args)
+    call = ToolCall.answering(proposal, proposal.args)
     try:
         receipt = await workflow.execute_activity_method(TOOLS[proposal.name], call,
                                                          summary=f"{proposal.step}: {proposal.name}", **OPTIONS)

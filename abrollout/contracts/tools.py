@@ -315,6 +315,11 @@ class ToolCall(BaseModel, Generic[ArgsT]):
     idempotency_key: str
     args: SerializeAsAny[ArgsT]
 
+    @classmethod
+    def answering(cls, proposal: ToolProposal, args: ToolArgs) -> ToolCall[Any]:
+        """The call that carries out `proposal` with its verified, resolved `args`."""
+        return cls(tool=proposal.name, step=proposal.step, idempotency_key=proposal.idempotency_key, args=args)
+
     def receipt(self, ok: bool, ref: str, message: str, data: dict[str, Any] | None = None,
                 check: CheckResult | None = None) -> ToolReceipt:
         return ToolReceipt(tool=self.tool.value if self.tool else "", ok=ok, ref=ref, message=message, data=data,

@@ -85,8 +85,7 @@ class Run:
     refs: dict[str, str] = field(default_factory=dict)
 
     def call(self, proposal: ToolProposal) -> ToolCall[Any]:
-        return ToolCall(tool=proposal.name, step=proposal.step, idempotency_key=proposal.idempotency_key,
-                        args=verify(proposal, self.refs, "running", False))
+        return ToolCall.answering(proposal, verify(proposal, self.refs, "running", False))
 
     async def execute(self, proposal: ToolProposal) -> tuple[ToolCall[Any], ToolReceipt]:
         call = self.call(proposal)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -56,24 +57,31 @@ async def time_skipping(interceptors: Sequence[Interceptor] = ()) -> WorkflowEnv
     return env
 
 
+@dataclass
+class CheckedDevServer(devserver.DevServer):
+    """A test's dev server: stopping it fails the test if it had exited by itself meanwhile, with the end of its
+    log; a test that then fails on "connection refused" would otherwise hide why."""
+
+    log_file: Path
+
+    def stop(self) -> None:
+        exited = self.process.poll()
+        super().stop()
+        if exited is not None:
+            tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else "(no log)"
+            raise AssertionError(f"the dev server on {self.address} exited by itself with {exited}; its log ends:\n"
+                                 f"{tail}")
+
+
 def dev_server(db_file: Path, port: int | None = None, log_file: Path | None = None,
-               dynamic_config: devserver.DynamicConfig | None = None) -> devserver.DevServer:
+               dynamic_config: devserver.DynamicConfig | None = None) -> CheckedDevServer:
     """A dev server whose histories the replay guard reads from its SQLite file when the session ends; it logs
-    beside that file unless told where, so a server that dies under a test leaves its reason."""
+    beside that file unless told where."""
     replay_guard.dev_server_database(db_file)
-    return devserver.start(db_file, port or devserver.free_port(), None,
-                           log_file=log_file or db_file.with_suffix(".log"), dynamic_config=dynamic_config)
-
-
-def stop_checked(server: devserver.DevServer, log_file: Path) -> None:
-    """Stop a test's dev server, failing the test if it had exited by itself meanwhile, with the end of its log:
-    a test that then fails on "connection refused" would otherwise hide why."""
-    exited = server.process.poll()
-    server.stop()
-    if exited is not None:
-        tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else "(no log)"
-        raise AssertionError(f"the dev server on {server.address} exited by itself with {exited}; its log ends:\n"
-                             f"{tail}")
+    log_file = log_file or db_file.with_suffix(".log")
+    server = devserver.start(db_file, port or devserver.free_port(), None, log_file=log_file,
+                             dynamic_config=dynamic_config)
+    return CheckedDevServer(server.process, server.address, server.ui_url, log_file)
 
 
 async def register_search_attributes(client: Client, namespace: str = "default") -> None:

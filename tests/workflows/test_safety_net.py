@@ -42,7 +42,7 @@ from tests.cli.test_truthful import _row
 from tests.cli.test_validate import ROOT
 from tests.support import replay_guard
 from tests.support.broken_deploy import BrokenDeploy
-from tests.support.temporal_env import dev_server, stop_checked
+from tests.support.temporal_env import dev_server
 from tests.workflows.conftest import golden_spec
 from workers.assembly import build_worker
 from workflows.experiment import ExperimentWorkflow
@@ -100,7 +100,7 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         client = await Client.connect(server.address, data_converter=pydantic_data_converter)
         yield Stack(client, server.address, tmp_path / "data")
     finally:
-        stop_checked(server, tmp_path / "temporal.log")
+        server.stop()
 
 
 def _temporal(*args: str) -> None:
