@@ -15,8 +15,11 @@ import pytest
 from numpy.typing import NDArray
 
 from abrollout.contracts.verdicts import MetricStats
-from adapters.local_metrics import Aggregate, LocalMetrics, aggregate_from_rows
-from adapters.running_aggregate import VALUE_SCALE
+from abrollout.warehouse.catalog import BUILT_IN
+from abrollout.warehouse.layout import VALUE_SCALE, Layout
+from abrollout.warehouse.results import TERMS, ArmSums
+from adapters.local_metrics import LocalMetrics
+from adapters.warehouse.aggregate import Aggregate
 from adapters.simulator import Exposures, MetricEvents, PrePeriod, Rows, simulate_hour
 from tests.adapters.test_simulator import flag_state, registered, simulation
 
@@ -133,37 +136,45 @@ def awkward_data(seed: int) -> Data:
 
 def exact_reference(data: Data, metrics: Sequence[str], until: int, arms: Sequence[str]) -> Aggregate:
     """The definition in whole micro-units, one user at a time in Python ints, turned into statistics by the same
-    `aggregate_from_rows` as the stores: the SQL must give exactly this, not approximately."""
+    `ArmSums` as the stores: the SQL must give exactly this, not approximately."""
     arm_of: dict[str, str] = {}
     for user, arm, at_s in data.exposures:
         if at_s <= until and (user not in arm_of or arm < arm_of[user]):
             arm_of[user] = arm
-    values: list[dict[str, int]] = [defaultdict(int) for _ in metrics]
+    values: dict[str, dict[str, int]] = {name: defaultdict(int) for name in metrics}
     for user, name, value, at_s in data.events:
-        if name in metrics and at_s <= until:
-            values[metrics.index(name)][user] += round(value * VALUE_SCALE)  # no value is half a micro-unit off
-    covariates: list[dict[str, int]] = [defaultdict(int) for _ in metrics]
+        if name in values and at_s <= until:
+            values[name][user] += round(value * VALUE_SCALE)  # no value is half a micro-unit off
+    covariates: dict[str, dict[str, int]] = {name: defaultdict(int) for name in metrics}
     for user, name, value in data.pre:
-        if name in metrics:
-            covariates[metrics.index(name)][user] += round(value * VALUE_SCALE)
-    rows: dict[str, dict[str, Any]] = {}
+        if name in covariates:
+            covariates[name][user] += round(value * VALUE_SCALE)
+    n: dict[str, int] = defaultdict(int)
+    pre_n: dict[tuple[str, str], int] = defaultdict(int)
+    sums: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(TERMS, 0))
     for user, arm in arm_of.items():
-        row = rows.setdefault(arm, defaultdict(int, arm=arm))
-        row["n"] += 1
-        for i in range(len(metrics)):
-            y = values[i].get(user, 0)
-            row[f"sum_{i}"] += y
-            row[f"sum_sq_{i}"] += y * y
-            if user in covariates[i]:
-                x = covariates[i][user]
-                row[f"pre_n_{i}"] += 1
-                row[f"pre_sum_{i}"] += x
-                row[f"pre_sum_sq_{i}"] += x * x
-                row[f"pre_sum_product_{i}"] += x * y
-    checked = [at_s for user, name, value, at_s in data.events if name in metrics]  # other metrics' do not count
-    in_window = [at_s for *_, at_s in data.exposures if at_s <= until] + [at_s for at_s in checked if at_s <= until]
-    return aggregate_from_rows(list(rows.values()), metrics, arms, {m for i, m in enumerate(metrics) if covariates[i]},
-                               (), float(max(in_window)) if in_window else None)
+        n[arm] += 1
+        for name in metrics:
+            y, total = values[name].get(user, 0), sums[arm, name]
+            total["sum"] += y
+            total["sum_sq"] += y * y
+            if user in covariates[name]:
+                x = covariates[name][user]
+                pre_n[arm, name] += 1
+                total["pre_sum"] += x
+                total["pre_sum_sq"] += x * x
+                total["pre_sum_product"] += x * y
+    latest: dict[str | None, int] = {}
+    for key, times in [(None, [at_s for *_, at_s in data.exposures if at_s <= until]),
+                       *((name, [at_s for _, m, _, at_s in data.events if m == name and at_s <= until])
+                         for name in metrics)]:
+        if times:
+            latest[key] = max(times)
+    covariate_rows = {name: len(rows) for name, rows in covariates.items()}
+    found = ArmSums(n=dict(n), pre_n=dict(pre_n), sums=dict(sums), latest=latest, covariate_rows=covariate_rows)
+    names = list(dict.fromkeys(metrics))
+    return Aggregate(found.assignments(arms), found.metric_stats(Layout(BUILT_IN, tuple(sorted(set(names)))),
+                                                                 names, arms), (), found.freshest(names))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -218,13 +229,14 @@ def test_sums_are_exact_whatever_the_order(tmp_path: Path) -> None:
 def test_the_recorded_query_names_its_tables_and_reruns_as_it_stands(tmp_path: Path) -> None:
     metrics = loaded(tmp_path, random_data(), exp_key="it's")  # a quote must not break the literal
     result = metrics.aggregate("it's", ["revenue"], 3600)
-    query, freshness = result.queries
+    [query] = result.queries
     for table in ("exposures", "metric_events", "pre_period"):
-        assert table in query
+        assert f'"{table}"' in query
     with duckdb.connect(str(tmp_path / "m.duckdb")) as con:
         rows = con.execute(query).fetchall()
-        assert {row[0]: row[1] for row in rows} == result.assignments
-        assert con.execute(freshness).fetchall() == [(result.freshest_event_seconds,)]
+    assert {row[0]: row[1] for row in rows if row[0] is not None} == result.assignments
+    [(_, _, latest_exposure, latest_revenue, *_)] = [row for row in rows if row[0] is None]
+    assert max(latest_exposure, latest_revenue) == result.freshest_event_seconds
 
 
 async def test_snapshot_id_is_stable_and_follows_the_data(tmp_path: Path) -> None:

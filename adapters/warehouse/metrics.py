@@ -1,0 +1,142 @@
+"""A `MetricsSource` over any warehouse engine: the generator's SQL, the rollup first, the full statement as the
+reference and the fallback.
+
+A check refreshes the experiment's rollup (what was loaded since the last check) and reads its per-arm sums; it
+answers from them when every row folded in is inside the window. Otherwise (an earlier window, a replayed look, a
+source without `loaded_at`), and always for the record, the full statement is what the snapshot names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from abrollout.warehouse.catalog import BUILT_IN, Catalog
+from abrollout.warehouse.dialects import render
+from abrollout.warehouse.layout import Layout
+from abrollout.warehouse.results import ArmSums, from_rollup, from_statement
+from abrollout.warehouse.rollup import RollupStatements, tables
+from abrollout.warehouse.statistics import statistics_template
+from adapters.protocols import MetricsSnapshot, Registered
+from adapters.warehouse.aggregate import Aggregate
+from adapters.warehouse.engine import Engine
+
+NO_WATERMARK = -1
+"""The watermark before a source's first refresh: `loaded_at` values are whole numbers from 0."""
+
+
+@dataclass(frozen=True)
+class Statements:
+    """One set of metrics' statements (templates), built once: generating them parses every definition."""
+
+    layout: Layout
+    prefix: str
+
+    @cached_property
+    def statistics(self) -> str:
+        return statistics_template(self.layout)
+
+    @cached_property
+    def rollup(self) -> RollupStatements:
+        return RollupStatements(self.layout, self.prefix)
+
+    @cached_property
+    def fold(self) -> tuple[str, str, str, str, str]:
+        """watermarks, highs, fold_sums, fold_users, mark: the refresh in order."""
+        r = self.rollup
+        return r.watermarks(), r.highs(), r.fold_sums(), r.fold_users(), r.mark(r.sources)
+
+    @cached_property
+    def read(self) -> str:
+        return self.rollup.read()
+
+
+class WarehouseMetrics:
+    """Statistics from `engine` for metrics defined in `catalog`. `incremental`: keep and use the rollup (its
+    tables are created in the warehouse, named `prefix` + marks/users/sums)."""
+
+    def __init__(self, engine: Engine, catalog: Catalog = BUILT_IN, *, incremental: bool = True,
+                 prefix: str = "abrollout_rollup_") -> None:
+        self.engine, self.catalog, self.incremental, self.prefix = engine, catalog, incremental, prefix
+        self.name = engine.name
+        self._statements: dict[tuple[str, ...], Statements] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._created = False
+
+    async def snapshot(self, registered: Registered, run_id: str, at_seconds: int,
+                       metrics: list[str]) -> MetricsSnapshot:
+        """Cumulative statistics from the run's start to `at_seconds`; one run per experiment, so `run_id`
+        selects nothing."""
+        args = registered.args
+        result = await asyncio.to_thread(self.aggregate, args.exp_key, metrics, at_seconds, args.arms)
+        return result.snapshot()
+
+    def statement(self, exp_key: str, metrics: Sequence[str], until_seconds: int) -> str:
+        """The full statement for this window, as it runs on the engine."""
+        return render(self.statements(metrics).statistics, self.engine.dialect,
+                      {"abr_key": exp_key, "abr_until": int(until_seconds)})
+
+    def statements(self, metrics: Sequence[str]) -> Statements:
+        names = tuple(sorted(set(metrics)))
+        with self._guard:
+            if names not in self._statements:
+                self._statements[names] = Statements(Layout(self.catalog, names), self.prefix)
+            return self._statements[names]
+
+    def aggregate(self, exp_key: str, metrics: Sequence[str], until_seconds: int,
+                  arms: Sequence[str] = ()) -> Aggregate:
+        """Per arm: users exposed by `until_seconds` and each metric's sums; `arms` appear even without users."""
+        names = list(dict.fromkeys(metrics))
+        statements = self.statements(names)
+        record = self.statement(exp_key, names, until_seconds)
+        sums = None
+        if self.incremental and statements.layout.incremental:
+            sums, folded = self.refresh(exp_key, names)
+            if folded is not None and folded > until_seconds:
+                sums = None
+        if sums is None:
+            sums = from_statement(self.engine.query(record), statements.layout)
+        return Aggregate(assignments=sums.assignments(arms),
+                         metrics=sums.metric_stats(statements.layout, names, arms),
+                         queries=(record,), freshest_event_seconds=sums.freshest(names))
+
+    def refresh(self, exp_key: str, metrics: Sequence[str]) -> tuple[ArmSums, int | None]:
+        """Fold what was loaded since the last refresh into the experiment's rollup, then read it: the sums and
+        the latest time folded in. One refresh of an experiment at a time in this process."""
+        statements = self.statements(metrics)
+        self._create()
+        key = {"abr_rollup": f"{exp_key}:{self.catalog.fingerprint(list(statements.layout.names))}",
+               "abr_key": exp_key}
+        with self._lock(key["abr_rollup"]):
+            self._fold(statements, key)
+            rows = self.engine.query(render(statements.read, self.engine.dialect, key))
+        return from_rollup(rows, statements.layout)
+
+    def _fold(self, statements: Statements, key: dict[str, str]) -> None:
+        watermarks, highs, fold_sums, fold_users, mark = statements.fold
+        dialect, sources = self.engine.dialect, statements.rollup.sources
+        marked = {row["source"]: row for row in self.engine.query(render(watermarks, dialect, key))}
+        low = {f"abr_w_{s}": int(marked[s]["hi"]) if s in marked else NO_WATERMARK for s in sources}
+        found = {row["source"]: row["hi"] for row in self.engine.query(render(highs, dialect, key | low))}
+        if all(found.get(s) is None for s in sources):
+            return
+        high = {f"abr_h_{s}": int(found[s]) if found.get(s) is not None else low[f"abr_w_{s}"] for s in sources}
+        refresh_no = max((int(row["refresh_no"]) for row in marked.values()), default=0) + 1
+        values = key | low | high | {"abr_attempt": uuid.uuid4().hex, "abr_refresh": refresh_no}
+        for template in (fold_sums, fold_users, mark):
+            self.engine.execute(render(template, dialect, values))
+
+    def _create(self) -> None:
+        with self._guard:
+            if not self._created:
+                self.engine.create_rollup(tables(self.prefix))
+                self._created = True
+
+    def _lock(self, rollup_key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(rollup_key, threading.Lock())
