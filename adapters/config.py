@@ -55,10 +55,12 @@ class UnleashSection(Section):
 class PostgresSection(Section):
     tables: dict[str, str] = Field(default_factory=dict,
                                    description="Table and column names (keys of adapters.postgres_metrics."
-                                   "WarehouseTables); unknown keys and unsafe names are refused at start.")
+                                   "WarehouseTables; <table>_loaded_at = \"\" for a table without one); unknown "
+                                   "keys and unsafe names are refused at start.")
     create_tables: bool = False
-    rollup: bool = Field(default=False, description="Answer checks from a running aggregate kept by triggers on the "
-                         "metrics tables (adapters/postgres_rollup.py; create_tables = true installs it).")
+    rollup: bool = Field(default=False, description="Keep the warehouse generator's incremental rollup in "
+                         "abrollout's own tables in this database (abrollout_rollup_*, created when missing) and "
+                         "answer checks from it; needs loaded_at on the three metrics tables.")
 
 
 class UrlSection(Section):
