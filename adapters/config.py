@@ -46,14 +46,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Warehouse = Literal["clickhouse", "spark", "bigquery", "snowflake", "trino", "redshift"]
-WAREHOUSES: tuple[str, ...] = get_args(Warehouse)
+MetricsChoice = Literal["local", "postgres", "clickhouse", "spark", "bigquery", "snowflake", "trino", "redshift"]
+WAREHOUSES: tuple[str, ...] = get_args(MetricsChoice)[2:]
 """The metrics choices answered by the warehouse generator through an engine (adapters/warehouse)."""
 
 
 class Choices(Section):
     flags: Literal["local", "unleash"] = "local"
-    metrics: Literal["local", "postgres"] | Warehouse = "local"
+    metrics: MetricsChoice = "local"
     registry: Literal["local", "postgres"] = "local"
     tickets: Literal["local", "webhook", "github"] = "local"
     guardrails: Literal["none", "prometheus"] = "none"
