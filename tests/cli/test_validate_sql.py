@@ -3,6 +3,7 @@ prints the exact statement a check runs, in any dialect. Run as a person runs th
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -127,3 +128,10 @@ def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     config.write_text('[adapters]\nmetrics = "oracle"\n')
     result = validate(str(PRICING), "--sql", "--config", str(config))
     assert result.returncode == 2 and result.stdout == "" and "[adapters.metrics]" in result.stderr
+
+
+def test_validate_json_names_the_catalog_file(capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ABROLLOUT_CONFIG", raising=False)
+    assert main(["validate", "--json", str(PRICING)]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics_catalog"] == str(CATALOG)
