@@ -87,6 +87,10 @@ def _generated(template: str, dialect: str) -> tuple[str, dict[str, str]]:
     """The template for `dialect`, and how each placeholder is spelled there."""
     target = sqlglot_dialect(dialect)
     tree = sqlglot.parse_one(template, read=SOURCE)
+    for column in tree.find_all(exp.ColumnDef):
+        # ClickHouse refuses NOT NULL on the Nullable(...) sqlglot writes for every type by default
+        if column.kind is not None and column.find(exp.NotNullColumnConstraint) is not None:
+            column.kind.set("nullable", False)
     names = {node.name for node in tree.find_all(exp.Placeholder)}
     spelled = {name: exp.Placeholder(this=name).sql(target) for name in names}
     return tree.sql(target, pretty=True), spelled
