@@ -87,9 +87,9 @@ WITH exposed AS (
         THEN CAST(FLOOR(CAST(value AS FLOAT64) * 1000000 + 0.5) AS INT64)
       END
     ) AS x2,
-    COUNT(CASE WHEN (
+    CAST(COUNT(CASE WHEN (
       metric = 'revenue_per_user'
-    ) THEN 1 END) AS nx2
+    ) THEN 1 END) AS INT64) AS nx2
   FROM `pre_period`
   WHERE
     exp_key = 'pricing-annual-discount' AND (
@@ -134,7 +134,7 @@ SELECT
   CAST(SUM(CAST(x2 AS BIGNUMERIC)) AS STRING) AS pre_sum_2,
   CAST(SUM(CAST(x2 AS BIGNUMERIC) * CAST(x2 AS BIGNUMERIC)) AS STRING) AS pre_sum_sq_2,
   CAST(SUM(CAST(x2 AS BIGNUMERIC) * CAST(v2 AS BIGNUMERIC)) AS STRING) AS pre_sum_product_2,
-  COUNT(x2) AS pre_n_2,
+  CAST(COUNT(x2) AS INT64) AS pre_n_2,
   CAST(SUM(CAST(v3 AS BIGNUMERIC)) AS STRING) AS sum_3,
   CAST(SUM(CAST(v3 AS BIGNUMERIC) * CAST(v3 AS BIGNUMERIC)) AS STRING) AS sum_sq_3
 FROM per_user

@@ -90,9 +90,9 @@ FROM (
           THEN CAST(FLOOR(CAST(value AS Nullable(Float64)) * 1000000 + 0.5) AS Nullable(Int64))
         END
       ) AS x2,
-      COUNT(CASE WHEN (
+      CAST(COUNT(CASE WHEN (
         metric = 'revenue_per_user'
-      ) THEN 1 END) AS nx2
+      ) THEN 1 END) AS Nullable(Int64)) AS nx2
     FROM "pre_period"
     WHERE
       exp_key = 'pricing-annual-discount' AND (
@@ -137,7 +137,7 @@ FROM (
     CAST(SUM(CAST(x2 AS Nullable(Decimal(38, 0)))) AS Nullable(String)) AS pre_sum_2,
     CAST(SUM(CAST(x2 AS Nullable(Decimal(38, 0))) * CAST(x2 AS Nullable(Decimal(38, 0)))) AS Nullable(String)) AS pre_sum_sq_2,
     CAST(SUM(CAST(x2 AS Nullable(Decimal(38, 0))) * CAST(v2 AS Nullable(Decimal(38, 0)))) AS Nullable(String)) AS pre_sum_product_2,
-    COUNT(x2) AS pre_n_2,
+    CAST(COUNT(x2) AS Nullable(Int64)) AS pre_n_2,
     CAST(SUM(CAST(v3 AS Nullable(Decimal(38, 0)))) AS Nullable(String)) AS sum_3,
     CAST(SUM(CAST(v3 AS Nullable(Decimal(38, 0))) * CAST(v3 AS Nullable(Decimal(38, 0)))) AS Nullable(String)) AS sum_sq_3
   FROM per_user

@@ -87,9 +87,9 @@ WITH exposed AS (
         THEN CAST(FLOOR(CAST(value AS DOUBLE) * 1000000 + 0.5) AS BIGINT)
       END
     ) AS x2,
-    COUNT(CASE WHEN (
+    CAST(COUNT(CASE WHEN (
       metric = 'revenue_per_user'
-    ) THEN 1 END) AS nx2
+    ) THEN 1 END) AS BIGINT) AS nx2
   FROM `pre_period`
   WHERE
     exp_key = 'pricing-annual-discount' AND (
@@ -134,7 +134,7 @@ SELECT
   CAST(SUM(CAST(x2 AS DECIMAL(38, 0))) AS STRING) AS pre_sum_2,
   CAST(SUM(CAST(x2 AS DECIMAL(38, 0)) * CAST(x2 AS DECIMAL(38, 0))) AS STRING) AS pre_sum_sq_2,
   CAST(SUM(CAST(x2 AS DECIMAL(38, 0)) * CAST(v2 AS DECIMAL(38, 0))) AS STRING) AS pre_sum_product_2,
-  COUNT(x2) AS pre_n_2,
+  CAST(COUNT(x2) AS BIGINT) AS pre_n_2,
   CAST(SUM(CAST(v3 AS DECIMAL(38, 0))) AS STRING) AS sum_3,
   CAST(SUM(CAST(v3 AS DECIMAL(38, 0)) * CAST(v3 AS DECIMAL(38, 0))) AS STRING) AS sum_sq_3
 FROM per_user
