@@ -70,9 +70,13 @@ class RollupStatements:
         """The ids of the sources the rollup reads: `e` (exposures), then each metric and covariate scan."""
         return ("e", *(scan.sid for scan in self.layout.scans), *(scan.sid for scan in self.layout.covariate_scans))
 
-    def _committed(self) -> str:
+    def _committed(self, before_this: bool = False) -> str:
+        """The attempts that count: one per refresh number, the least id. A fold counts only the refreshes before
+        its own, so one that commits meanwhile (a racing attempt under the same number) is never built on."""
         marks = tables(self.prefix)[0].name
-        return (f"attempt IN (SELECT MIN(attempt) FROM {marks} WHERE rollup_key = {ROLLUP} GROUP BY refresh_no)")
+        earlier = f" AND refresh_no < {REFRESH}" if before_this else ""
+        return (f"attempt IN (SELECT MIN(attempt) FROM {marks} WHERE rollup_key = {ROLLUP}{earlier} "
+                "GROUP BY refresh_no)")
 
     def watermarks(self) -> str:
         """Each source's watermark and the last refresh number (columns source, hi, refresh_no)."""
@@ -166,7 +170,8 @@ class RollupStatements:
         union = "\nUNION ALL\n".join(rows)
         return (f"INSERT INTO {sums.name}\nWITH {self._batch()},\n"
                 f"old AS (\nSELECT user_id, {old}\nFROM {users.name}\nWHERE rollup_key = {ROLLUP} AND "
-                f"{self._committed()} AND user_id IN (SELECT user_id FROM batch)\nGROUP BY user_id\n),\n"
+                f"{self._committed(before_this=True)} AND user_id IN (SELECT user_id FROM batch)\n"
+                "GROUP BY user_id\n),\n"
                 f"moved AS (\nSELECT {', '.join(moved)}\nFROM batch LEFT JOIN old ON old.user_id = batch.user_id\n),\n"
                 f"terms AS (\n{contributions[0]}\nUNION ALL\n{contributions[1]}\n),\n"
                 f"deltas AS (\nSELECT {', '.join(per_arm)}\nFROM terms\nGROUP BY arm\n)\n{union}")

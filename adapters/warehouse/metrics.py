@@ -110,26 +110,34 @@ class WarehouseMetrics:
         the latest time folded in. One refresh of an experiment at a time in this process."""
         statements = self.statements(metrics)
         self._create()
-        key = {"abr_rollup": f"{exp_key}:{self.catalog.fingerprint(list(statements.layout.names))}",
-               "abr_key": exp_key}
-        with self._lock(key["abr_rollup"]):
-            self._fold(statements, key)
+        key = self.rollup_key(exp_key, statements)
+        with self._lock(str(key["abr_rollup"])):
+            values = self.next_refresh(statements, key)
+            if values is not None:
+                for template in statements.fold[2:]:
+                    self.engine.execute(render(template, self.engine.dialect, values))
             rows = self.engine.query(render(statements.read, self.engine.dialect, key))
         return from_rollup(rows, statements.layout)
 
-    def _fold(self, statements: Statements, key: dict[str, str]) -> None:
-        watermarks, highs, fold_sums, fold_users, mark = statements.fold
+    def rollup_key(self, exp_key: str, statements: Statements) -> dict[str, str | int]:
+        """The placeholders naming the experiment and its rollup (one per set of metric definitions)."""
+        return {"abr_rollup": f"{exp_key}:{self.catalog.fingerprint(list(statements.layout.names))}",
+                "abr_key": exp_key}
+
+    def next_refresh(self, statements: Statements, key: dict[str, str | int]) -> dict[str, str | int] | None:
+        """What the next refresh binds: each source's watermark and the high mark it reads up to, a fresh attempt
+        id and the next refresh number; None when nothing was loaded since the last one."""
+        watermarks, highs, *_ = statements.fold
         dialect, sources = self.engine.dialect, statements.rollup.sources
         marked = {row["source"]: row for row in self.engine.query(render(watermarks, dialect, key))}
-        low = {f"abr_w_{s}": int(marked[s]["hi"]) if s in marked else NO_WATERMARK for s in sources}
+        low: dict[str, str | int] = {f"abr_w_{s}": int(marked[s]["hi"]) if s in marked else NO_WATERMARK
+                                     for s in sources}
         found = {row["source"]: row["hi"] for row in self.engine.query(render(highs, dialect, key | low))}
         if all(found.get(s) is None for s in sources):
-            return
+            return None
         high = {f"abr_h_{s}": int(found[s]) if found.get(s) is not None else low[f"abr_w_{s}"] for s in sources}
         refresh_no = max((int(row["refresh_no"]) for row in marked.values()), default=0) + 1
-        values = key | low | high | {"abr_attempt": uuid.uuid4().hex, "abr_refresh": refresh_no}
-        for template in (fold_sums, fold_users, mark):
-            self.engine.execute(render(template, dialect, values))
+        return key | low | high | {"abr_attempt": uuid.uuid4().hex, "abr_refresh": refresh_no}
 
     def _create(self) -> None:
         with self._guard:

@@ -19,8 +19,8 @@ from abrollout.warehouse.catalog import BUILT_IN
 from abrollout.warehouse.layout import VALUE_SCALE, Layout
 from abrollout.warehouse.results import TERMS, ArmSums
 from adapters.local_metrics import LocalMetrics
-from adapters.warehouse.aggregate import Aggregate
 from adapters.simulator import Exposures, MetricEvents, PrePeriod, Rows, simulate_hour
+from adapters.warehouse.aggregate import Aggregate
 from tests.adapters.test_simulator import flag_state, registered, simulation
 
 ARMS = ("control", "t1", "t2")  # t2 never gets a user

@@ -18,9 +18,10 @@ from abrollout.flags.rules import parse_rule
 from abrollout.plan.planner import flag_key
 from abrollout.stats.srm import srm_test
 from adapters import local_metrics
-from adapters.local_metrics import Aggregate, LocalMetrics
+from adapters.local_metrics import LocalMetrics
 from adapters.protocols import Registered
 from adapters.simulator import arm_mean, arrival_rate, simulate_hour
+from adapters.warehouse.aggregate import Aggregate
 
 EXP = "sim-test"
 ARMS = ("control", "treatment")
