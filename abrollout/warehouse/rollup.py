@@ -21,6 +21,7 @@ from abrollout.warehouse.scans import covariate_scan, exposure_scan, metric_scan
 from abrollout.warehouse.statistics import sum_terms
 
 ROLLUP, ATTEMPT, REFRESH = placeholder("abr_rollup"), placeholder("abr_attempt"), placeholder("abr_refresh")
+LOW, HIGH = placeholder("abr_lo"), placeholder("abr_hi")
 
 SUM_COLUMNS = ("s", "ss", "ps", "pss", "psp", "ds", "dss", "dsp")
 """The exact sums a `sums` row carries, in the order of `_TERMS`."""
@@ -47,7 +48,7 @@ def tables(prefix: str) -> tuple[Table, Table, Table]:
     marks = Table(prefix + "marks", (("rollup_key", text), ("refresh_no", whole), ("attempt", text),
                                      ("source", text), ("loaded_hi", whole)), ("rollup_key", "refresh_no"))
     users = Table(prefix + "users", (("rollup_key", text), ("attempt", text), ("user_id", text), ("arm", text),
-                                     ("metric", text), ("y", whole), ("x", whole), ("nx", whole)),
+                                     ("metric", text), ("y", whole), ("x", whole), ("nx", whole), ("t", "BIGINT")),
                   ("rollup_key", "user_id"))
     sums = Table(prefix + "sums", (("rollup_key", text), ("attempt", text), ("arm", text), ("metric", text),
                                    ("n", whole), ("pn", whole),
@@ -106,20 +107,22 @@ class RollupStatements:
         return [f"{loaded} > {placeholder('abr_w_' + sid)}", f"{loaded} <= {placeholder('abr_h_' + sid)}"]
 
     def _batch(self) -> str:
-        """The named subqueries every fold statement starts from: b_<source> (each source's new rows per user) and
-        batch (one row per touched user: the least new arm, and per metric the new y, x and nx)."""
+        """The named subqueries the stage starts from: b_<source> (each source's new rows per user) and batch (one
+        row per touched user: the least new arm and latest exposure, and per metric the new y, latest time t, x and
+        nx)."""
         layout = self.layout
         ctes = [("b_e", exposure_scan(layout, self._window))]
         ctes += [(f"b_{scan.sid}", metric_scan(layout, scan, self._window)) for scan in layout.scans]
         ctes += [(f"b_{scan.sid}", covariate_scan(layout, scan, self._window)) for scan in layout.covariate_scans]
-        columns = self._state_columns()
-        branches = [_branch("b_e", {"arm": "arm"}, columns)]
-        branches += [_branch(f"b_{scan.sid}", {f"y{i}": f"y{i}" for i in scan.members}, columns)
-                     for scan in layout.scans]
+        columns = ["arm", "latest", *(f"t{i}" for i in range(len(layout.metrics))), *self._state_columns()[1:]]
+        branches = [_branch("b_e", {"arm": "arm", "latest": "latest"}, columns)]
+        branches += [_branch(f"b_{scan.sid}", {f"{c}{i}": f"{c}{i}" for i in scan.members for c in ("y", "t")},
+                             columns) for scan in layout.scans]
         branches += [_branch(f"b_{scan.sid}", {f"{c}{i}": f"{c}{i}" for i in scan.members for c in ("x", "nx")},
                              columns) for scan in layout.covariate_scans]
         union = "\nUNION ALL\n".join(branches)
-        pivot = ", ".join(["MIN(arm) AS arm", *(f"SUM({c}) AS {c}" for c in columns if c != "arm")])
+        pivot = ", ".join([*(f"{'MIN' if c == 'arm' else 'MAX' if c[0] in 'lt' else 'SUM'}({c}) AS {c}"
+                             for c in columns)])
         ctes.append(("batch", f"SELECT user_id, {pivot}\nFROM (\n{union}\n) AS batch_rows\nGROUP BY user_id"))
         return ",\n".join(f"{name} AS (\n{body}\n)" for name, body in ctes)
 
@@ -134,11 +137,13 @@ class RollupStatements:
         return ["arm", *(f"{kind}{i}" for kind, i in self._values())]
 
     def fold_sums(self) -> str:
-        """Append each arm's change to `sums`, and each source's latest time and covariate rows (rows with arm
-        '')."""
+        """Append each arm's change to `sums`, computed from the rows `fold_users` staged under this attempt and
+        the touched users' state before it, and each source's latest time and covariate rows (rows with arm '').
+        `abr_lo`/`abr_hi` are the staged users' least and greatest ids (`bounds`): written in as constants they let
+        every engine skip the ledger's blocks outside them, which a join's own estimates often do not."""
         layout, (_, users, sums) = self.layout, tables(self.prefix)
         columns = self._state_columns()
-        old = ", ".join(["MIN(NULLIF(arm, '')) AS arm", *(
+        pivot = ", ".join(["MIN(NULLIF(arm, '')) AS arm", *(
             f"SUM(CASE WHEN metric = {string(layout.metrics[i])} THEN {kind} END) AS {kind}{i}"
             for kind, i in self._values())])
         moved = ["batch.user_id", "old.arm AS old_arm",
@@ -153,25 +158,23 @@ class RollupStatements:
             per_arm += [f"COALESCE(SUM(sign * {term}), 0) AS {name}" for name, term in terms]
             if layout.definitions[i].covariate is not None:
                 per_arm.append(f"SUM(CASE WHEN x{i} IS NULL THEN 0 ELSE sign END) AS pre_n_{i}")
-        rows = [_sums_row("arm", "''", "n", "0", [], None, "deltas")]
+        rows = [_sums_row("''", "''", "0", "0", [], "MAX(t)", "staged WHERE metric = ''"),
+                _sums_row("arm", "''", "n", "0", [], None, "deltas")]
         for i, metric in enumerate(layout.metrics):
             names = [f"{term}_{i}" for term in _TERMS]
             present = {name for name, _ in sum_terms(layout, i, "v{i}", "x{i}")}
             pn = f"pre_n_{i}" if layout.definitions[i].covariate is not None else "0"
             rows.append(_sums_row("arm", string(metric), "0", pn, [n if n in present else "0" for n in names], None,
                                   "deltas"))
-        rows.append(_sums_row("''", "''", "0", "0", [], "MAX(latest)", "b_e"))
-        for scan in layout.scans:
-            rows += [_sums_row("''", string(layout.metrics[i]), "0", "0", [], f"MAX(t{i})", f"b_{scan.sid}")
-                     for i in scan.members]
-        for scan in layout.covariate_scans:
-            rows += [_sums_row("''", string(layout.metrics[i]), "0", f"COALESCE(SUM(nx{i}), 0)", [], None,
-                               f"b_{scan.sid}") for i in scan.members]
+        rows += [_sums_row("''", string(metric), "0", "COALESCE(SUM(nx), 0)", [], "MAX(t)",
+                           f"staged WHERE metric = {string(metric)}") for metric in layout.metrics]
         union = "\nUNION ALL\n".join(rows)
-        return (f"INSERT INTO {sums.name}\nWITH {self._batch()},\n"
-                f"old AS (\nSELECT user_id, {old}\nFROM {users.name}\nWHERE rollup_key = {ROLLUP} AND "
-                f"{self._committed(before_this=True)} AND user_id IN (SELECT user_id FROM batch)\n"
-                "GROUP BY user_id\n),\n"
+        ledger = f"FROM {users.name}\nWHERE rollup_key = {ROLLUP} AND "
+        return (f"INSERT INTO {sums.name}\n"
+                f"WITH staged AS (\nSELECT *\n{ledger}attempt = {ATTEMPT}\n),\n"
+                f"batch AS (\nSELECT user_id, {pivot}\nFROM staged\nGROUP BY user_id\n),\n"
+                f"old AS (\nSELECT user_id, {pivot}\n{ledger}{self._committed(before_this=True)} AND user_id >= "
+                f"{LOW} AND user_id <= {HIGH} AND user_id IN (SELECT user_id FROM staged)\nGROUP BY user_id\n),\n"
                 f"moved AS (\nSELECT {', '.join(moved)}\nFROM batch LEFT JOIN old ON old.user_id = batch.user_id\n),\n"
                 f"terms AS (\n{contributions[0]}\nUNION ALL\n{contributions[1]}\n),\n"
                 f"deltas AS (\nSELECT {', '.join(per_arm)}\nFROM terms\nGROUP BY arm\n)\n{union}")
@@ -188,18 +191,26 @@ class RollupStatements:
         return f"SELECT {', '.join(columns)}\nFROM moved\nWHERE {arm} IS NOT NULL"
 
     def fold_users(self) -> str:
-        """Append the batch's users to the `users` ledger: their new arm (metric ''), and per metric their rows'
-        y, x and nx."""
+        """Stage the batch in the `users` ledger under this attempt (not counted until its mark): each touched
+        user's new arm and latest exposure (metric ''), and per metric their new rows' y, latest time, x and nx. In
+        user order, so that where ids grow with time (as in most logs) a later lookup of the users a refresh
+        touches skips the ledger's older blocks by their min/max."""
         layout, users = self.layout, tables(self.prefix)[1]
         covariates = {i for scan in layout.covariate_scans for i in scan.members}
-        rows = [f"SELECT {ROLLUP}, {ATTEMPT}, user_id, arm, '', 0, 0, 0 FROM b_e"]
+        rows = [f"SELECT {ROLLUP}, {ATTEMPT}, user_id, arm, '', 0, 0, 0, latest FROM batch WHERE latest IS NOT NULL"]
         for i, metric in enumerate(layout.metrics):
             x, nx = (f"COALESCE(x{i}, 0)", f"COALESCE(nx{i}, 0)") if i in covariates else ("0", "0")
             present = f"y{i} IS NOT NULL" + (f" OR nx{i} > 0" if i in covariates else "")
-            rows.append(f"SELECT {ROLLUP}, {ATTEMPT}, user_id, '', {string(metric)}, COALESCE(y{i}, 0), {x}, {nx} "
-                        f"FROM batch WHERE {present}")
+            rows.append(f"SELECT {ROLLUP}, {ATTEMPT}, user_id, '', {string(metric)}, COALESCE(y{i}, 0), {x}, {nx}, "
+                        f"t{i} FROM batch WHERE {present}")
         union = "\nUNION ALL\n".join(rows)
-        return f"INSERT INTO {users.name}\nWITH {self._batch()}\n{union}"
+        return f"INSERT INTO {users.name}\nWITH {self._batch()}\n{union}\nORDER BY 3"
+
+    def bounds(self) -> str:
+        """The staged users' least and greatest ids (columns lo, hi; NULL when nothing was staged)."""
+        users = tables(self.prefix)[1].name
+        return (f"SELECT MIN(user_id) AS lo, MAX(user_id) AS hi\nFROM {users}\n"
+                f"WHERE rollup_key = {ROLLUP} AND attempt = {ATTEMPT}")
 
     def mark(self, sources: tuple[str, ...]) -> str:
         """The commit: one marks row per source, at its high mark."""
@@ -228,7 +239,7 @@ def _branch(cte: str, provided: dict[str, str], columns: list[str]) -> str:
     """One source's users as the batch's columns: its own values, typed NULLs for the rest."""
     def value(column: str) -> str:
         if column in provided:
-            return provided[column]
+            return f"CAST({provided[column]} AS BIGINT)" if column[0] in "lt" else provided[column]
         return "CAST(NULL AS VARCHAR)" if column == "arm" else "CAST(NULL AS BIGINT)"
 
     values = [f"{value(c)} AS {c}" for c in columns]

@@ -45,10 +45,28 @@ class Statements:
         return RollupStatements(self.layout, self.prefix)
 
     @cached_property
-    def fold(self) -> tuple[str, str, str, str, str]:
-        """watermarks, highs, fold_sums, fold_users, mark: the refresh in order."""
-        r = self.rollup
-        return r.watermarks(), r.highs(), r.fold_sums(), r.fold_users(), r.mark(r.sources)
+    def watermarks(self) -> str:
+        return self.rollup.watermarks()
+
+    @cached_property
+    def highs(self) -> str:
+        return self.rollup.highs()
+
+    @cached_property
+    def stage(self) -> str:
+        return self.rollup.fold_users()
+
+    @cached_property
+    def bounds(self) -> str:
+        return self.rollup.bounds()
+
+    @cached_property
+    def fold_sums(self) -> str:
+        return self.rollup.fold_sums()
+
+    @cached_property
+    def mark(self) -> str:
+        return self.rollup.mark(self.rollup.sources)
 
     @cached_property
     def read(self) -> str:
@@ -114,10 +132,20 @@ class WarehouseMetrics:
         with self._lock(str(key["abr_rollup"])):
             values = self.next_refresh(statements, key)
             if values is not None:
-                for template in statements.fold[2:]:
-                    self.engine.execute(render(template, self.engine.dialect, values))
+                self.fold(statements, values)
             rows = self.engine.query(render(statements.read, self.engine.dialect, key))
         return from_rollup(rows, statements.layout)
+
+    def fold(self, statements: Statements, values: dict[str, str | int], *, commit: bool = True) -> None:
+        """One refresh as `next_refresh` bound it: stage the new rows in the users ledger, fold the arms' change,
+        then (with `commit`) the mark that makes both count."""
+        dialect = self.engine.dialect
+        self.engine.execute(render(statements.stage, dialect, values))
+        [bounds] = self.engine.query(render(statements.bounds, dialect, values))
+        values = values | {"abr_lo": str(bounds["lo"] or ""), "abr_hi": str(bounds["hi"] or "")}
+        self.engine.execute(render(statements.fold_sums, dialect, values))
+        if commit:
+            self.engine.execute(render(statements.mark, dialect, values))
 
     def rollup_key(self, exp_key: str, statements: Statements) -> dict[str, str | int]:
         """The placeholders naming the experiment and its rollup (one per set of metric definitions)."""
@@ -127,17 +155,18 @@ class WarehouseMetrics:
     def next_refresh(self, statements: Statements, key: dict[str, str | int]) -> dict[str, str | int] | None:
         """What the next refresh binds: each source's watermark and the high mark it reads up to, a fresh attempt
         id and the next refresh number; None when nothing was loaded since the last one."""
-        watermarks, highs, *_ = statements.fold
         dialect, sources = self.engine.dialect, statements.rollup.sources
-        marked = {row["source"]: row for row in self.engine.query(render(watermarks, dialect, key))}
+        marked = {row["source"]: row for row in self.engine.query(render(statements.watermarks, dialect, key))}
         low: dict[str, str | int] = {f"abr_w_{s}": int(marked[s]["hi"]) if s in marked else NO_WATERMARK
                                      for s in sources}
-        found = {row["source"]: row["hi"] for row in self.engine.query(render(highs, dialect, key | low))}
+        found = {row["source"]: row["hi"] for row in self.engine.query(render(statements.highs, dialect, key | low))}
         if all(found.get(s) is None for s in sources):
             return None
         high = {f"abr_h_{s}": int(found[s]) if found.get(s) is not None else low[f"abr_w_{s}"] for s in sources}
         refresh_no = max((int(row["refresh_no"]) for row in marked.values()), default=0) + 1
-        return key | low | high | {"abr_attempt": uuid.uuid4().hex, "abr_refresh": refresh_no}
+        # led by the refresh number, attempt ids grow as the ledger is appended to: block min/max skip old rows
+        attempt = f"{refresh_no:012d}-{uuid.uuid4().hex}"
+        return key | low | high | {"abr_attempt": attempt, "abr_refresh": refresh_no}
 
     def _create(self) -> None:
         with self._guard:

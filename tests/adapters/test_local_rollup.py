@@ -10,7 +10,6 @@ import duckdb
 import numpy as np
 import pytest
 
-from abrollout.warehouse.dialects import render
 from adapters.local_metrics import LocalMetrics
 from adapters.warehouse.aggregate import Aggregate
 from adapters.warehouse.metrics import WarehouseMetrics
@@ -81,10 +80,7 @@ def test_a_refresh_that_dies_before_its_mark_is_never_counted(tmp_path: Path) ->
     metrics.aggregate(EXP, METRICS, 10_000, ARMS)
     metrics.write_rows(EXP, batches[1].rows())
     warehouse = metrics.warehouse
-    values = next_refresh(warehouse)
-    _, _, fold_sums, fold_users, _ = warehouse.statements(METRICS).fold
-    for template in (fold_sums, fold_users):  # the worker dies here, before the mark
-        warehouse.engine.execute(render(template, "duckdb", values))
+    warehouse.fold(warehouse.statements(METRICS), next_refresh(warehouse), commit=False)  # dies before the mark
     metrics.write_rows(EXP, batches[2].rows())
     assert_same(metrics.aggregate(EXP, METRICS, 10_000, ARMS),
                 exact_reference(joined(batches), METRICS, 10_000, ARMS))
@@ -101,8 +97,7 @@ def test_two_refreshes_that_race_count_once(tmp_path: Path) -> None:
     warehouse = metrics.warehouse
     values = next_refresh(warehouse)
     for attempt in ("b" * 32, "a" * 32):
-        for template in warehouse.statements(METRICS).fold[2:]:
-            warehouse.engine.execute(render(template, "duckdb", values | {"abr_attempt": attempt}))
+        warehouse.fold(warehouse.statements(METRICS), values | {"abr_attempt": attempt})
     assert_same(metrics.aggregate(EXP, METRICS, 10_000, ARMS),
                 exact_reference(joined(batches[:2]), METRICS, 10_000, ARMS))
     metrics.write_rows(EXP, batches[2].rows())
