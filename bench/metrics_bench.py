@@ -3,7 +3,7 @@
 check's cost grows with the rows. The data, what is timed and the targets: bench/README.md.
 
     .venv/bin/python -m bench.metrics_bench [--quick] [--engines duckdb,postgres,clickhouse,spark] [--sizes 1M,10M]
-                                            [--runs N] [--seed S]
+                                            [--runs N] [--seed S] [--late N]
 """
 
 from __future__ import annotations
@@ -16,16 +16,27 @@ import time
 from pathlib import Path
 
 from bench.metrics import report
-from bench.metrics.data import ARMS, COVARIATE, DAYS, EARLIER, EXP, METRICS, Traffic, generate
+from bench.metrics.data import (
+    ARMS,
+    CHECK_EVENTS,
+    CHECK_LATE,
+    CHECK_USERS,
+    COVARIATE,
+    DAYS,
+    EARLIER,
+    EXP,
+    METRICS,
+    Traffic,
+    generate,
+)
 from bench.metrics.duckdb_side import DuckDBBench, build, export
-from bench.metrics.engines import SIDES, Side, Unavailable
-from bench.metrics.measure import Measured, measure
+from bench.metrics.engines import SIDES
+from bench.metrics.measure import STEPS, Measured, measure
+from bench.metrics.side import Side, Unavailable
 
 SIZES = {"100k": 100_000, "1M": 1_000_000, "10M": 10_000_000, "100M": 100_000_000}
 PYTHON_ROWS = 10_000_000
 """The largest size the Python baseline runs at (at 100M its dicts alone would take tens of GB)."""
-EXPLAINED = ("fold sums", "fold users", "read")
-"""The check's statements that may run again under EXPLAIN ANALYZE (not the mark: that would commit a refresh)."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default=None, help=f"comma-separated, of {', '.join(SIZES)} (default 1M,10M,100M)")
     parser.add_argument("--runs", type=int, default=None, help="measured checks per engine and size (default 5)")
     parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--late", type=int, default=CHECK_LATE,
+                        help=f"late events (old users, old times) in each check's batch (default {CHECK_LATE})")
     args = parser.parse_args(argv)
     sizes = [SIZES[name] for name in (args.sizes or ("1M" if args.quick else "1M,10M,100M")).split(",")]
     unknown = [name for name in args.engines.split(",") if name not in SIDES]
@@ -49,14 +62,16 @@ def main(argv: list[str] | None = None) -> None:
     explained: list[str] = []
     try:
         for rows in sorted(sizes):
-            results += bench_size(rows, args.seed, runs, sides, directory, notes, explained, rows == max(sizes))
+            results += bench_size(rows, args.seed, args.late, runs, sides, directory, notes, explained,
+                                  rows == max(sizes))
     finally:
         for side in sides.values():
             side.stop()
         shutil.rmtree(directory, ignore_errors=True)
     print(f"metrics check bench: seed {args.seed}, {len(ARMS)} arms, metrics {', '.join(METRICS)} ({COVARIATE} with "
           f"a pre-period covariate); {DAYS} days loaded an hour at a time, then each check after one more hour "
-          f"(~3,000 rows whatever the size), for the whole window. Machine: {os.cpu_count()} CPUs, load average "
+          f"({CHECK_USERS} new users, {CHECK_EVENTS} events of recent ones, {args.late} late events of older ones, "
+          "whatever the size), for the whole window. Machine: {os.cpu_count()} CPUs, load average "
           f"{load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end (other work inflates every timing)")
     print("fold s: the first check, folding every loaded row; check: WarehouseMetrics.aggregate after a fresh batch "
           "(refresh + read), median and best of the runs after a warm-up; full s: the full statement on the same "
@@ -74,14 +89,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wall time {time.perf_counter() - started:.1f} s")
 
 
-def bench_size(rows: int, seed: int, runs: int, sides: dict[str, Side], directory: Path, notes: list[str],
+def bench_size(rows: int, seed: int, late: int, runs: int, sides: dict[str, Side], directory: Path, notes: list[str],
                explained: list[str], largest: bool) -> list[Measured]:
     """Generate one size, build the DuckDB file from it (every engine loads those rows), and measure each engine
     that takes this size."""
     data = generate(rows, seed)
     path = directory / f"metrics-{rows}.duckdb"
     built = build(path, [(EARLIER, generate(rows // 10, seed + 1)), (EXP, data)])
-    traffic = Traffic(data, seed)
+    traffic = Traffic(data, seed, late)
     results = []
     files: dict[str, dict[str, Path]] = {}
     try:
@@ -104,7 +119,7 @@ def bench_size(rows: int, seed: int, runs: int, sides: dict[str, Side], director
             try:
                 measured = measure(bench, traffic, min(runs, side.max_runs or runs), loaded, rows <= PYTHON_ROWS)
                 if largest and isinstance(bench, DuckDBBench):
-                    explained += explain(bench, measured)
+                    explained += explain(bench, measured, traffic, runs)
             finally:
                 bench.close()
             results.append(measured)
@@ -116,15 +131,17 @@ def bench_size(rows: int, seed: int, runs: int, sides: dict[str, Side], director
     return results
 
 
-def explain(bench: DuckDBBench, measured: Measured) -> list[str]:
-    """The two slowest of the check's statements on DuckDB, run again under EXPLAIN ANALYZE."""
-    slowest = sorted((name for name in EXPLAINED if name in measured.steps), key=lambda name: -measured.steps[name])
-    statements = dict(measured.statements)
-    lines = [f"EXPLAIN ANALYZE of the check's slowest statements, DuckDB at {report.size(measured.rows)} (rerun once "
-             "after the measurements):"]
+def explain(bench: DuckDBBench, measured: Measured, traffic: Traffic, runs: int) -> list[str]:
+    """One more check on DuckDB with its statements under EXPLAIN ANALYZE: the two slowest in the measured ones."""
+    profiles = bench.explain(traffic.hour(runs + 1), Traffic.until(runs + 1))
+    if len(profiles) != len(STEPS):
+        return [f"EXPLAIN: the check ran {len(profiles)} statements, not the {len(STEPS)} this bench names"]
+    slowest = sorted((name for name in STEPS if name in measured.steps), key=lambda name: -measured.steps[name])
+    lines = [f"EXPLAIN ANALYZE of the check's two slowest statements, DuckDB at {report.size(measured.rows)} (one "
+             "more check after the measurements):"]
     for name in slowest[:2]:
         lines += [f"  {name} ({measured.steps[name] * 1e3:.1f} ms in the checks):",
-                  *(f"    {line}" for line in bench.explain(statements[name]))]
+                  *(f"    {line}" for line in profiles[STEPS.index(name)])]
     return lines
 
 

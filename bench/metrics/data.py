@@ -111,11 +111,11 @@ USER_ID_SQL = "'u' || lpad(CAST(hour AS VARCHAR), 5, '0') || lpad(CAST(rank AS V
 class Traffic:
     """The hours after the loaded 14 days: hour `HOURS + k` is one batch of a fixed size whatever the size loaded
     (one hour at 1M rows): new users' exposures and covariates, events of users exposed in the last day, and a
-    few late events of older users with old times. Deterministic for the seed and k, so every engine gets the
-    same batches."""
+    few (`late`) late events of older users with old times. Deterministic for the seed and k, so every engine gets
+    the same batches."""
 
-    def __init__(self, data: Data, seed: int) -> None:
-        self._data, self._seed = data, seed
+    def __init__(self, data: Data, seed: int, late: int = CHECK_LATE) -> None:
+        self._data, self._seed, self._late = data, seed, late
         self._recent = int(np.searchsorted(data.exposure_at, HORIZON - RECENT))
 
     @property
@@ -138,9 +138,9 @@ class Traffic:
                        user_ids(data.exposure_hour[old], data.exposure_rank[old]))
         at = _delayed(rng, exposed.astype(np.int32), start + HOUR)
         # late events: users exposed any time before, with a time between their exposure and now
-        late = rng.integers(0, data.users, CHECK_LATE)
+        late = rng.integers(0, data.users, self._late)
         late_at = _delayed(rng, data.exposure_at[late], start)
-        metric = rng.choice(len(METRICS), size=CHECK_EVENTS + CHECK_LATE,
+        metric = rng.choice(len(METRICS), size=CHECK_EVENTS + self._late,
                             p=np.array(list(EVENTS_PER_USER.values())) / sum(EVENTS_PER_USER.values())).astype(np.int8)
         names = np.array(METRICS, dtype=object)
         arm = rng.integers(0, len(ARMS), CHECK_USERS)

@@ -3,9 +3,7 @@ load the same rows from files this store exports."""
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,11 +14,9 @@ from adapters.local_metrics import LocalMetrics
 from adapters.simulator import Rows
 from adapters.warehouse.metrics import WarehouseMetrics
 from bench.metrics.data import ARMS, COVARIATE, EXP, HOUR, HOURS, METRICS, USER_ID_SQL, Data
-from bench.metrics.explain import duckdb_profile
+from bench.metrics.explain import Profiling
 
 TABLES = ("exposures", "metric_events", "pre_period")
-ATTEMPT = re.compile(r"'[0-9a-f]{32}'")
-"""A refresh's attempt id as its statements spell it (uuid4().hex)."""
 EVENT_SLICE = 10_000_000
 """Events are copied in at most this many at a time: at 100M rows the numpy columns and DuckDB's copy of them
 would otherwise both hold all 78M events at once."""
@@ -92,10 +88,16 @@ class DuckDBBench:
     def fetch(self, sql: str) -> Iterable[tuple[Any, ...]]:
         return _stream(self._con.cursor(), sql)
 
-    def explain(self, statement: str) -> list[str]:
-        """Where `statement` (one of a check's, as it ran) spends its time. A refresh's INSERT runs again under a
-        new attempt id that no mark will ever name, so every read ignores the rows it adds."""
-        return duckdb_profile(self._con.cursor(), ATTEMPT.sub(f"'{uuid.uuid4().hex}'", statement))
+    def explain(self, rows: Rows, until: int) -> list[list[str]]:
+        """One more check, after `rows`, with each of its statements profiled (EXPLAIN ANALYZE), in order."""
+        self.append(rows)
+        profiling = Profiling(self.metrics.engine, self._con)
+        self.metrics.engine = profiling
+        try:
+            self.metrics.aggregate(EXP, METRICS, until, ARMS)
+        finally:
+            self.metrics.engine = profiling.inner
+        return profiling.profiles
 
     def close(self) -> None:
         self._con.close()

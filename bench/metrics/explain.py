@@ -4,9 +4,41 @@ rows and row groups it read (zonemaps skip the rest)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
+
+from abrollout.warehouse.rollup import Table
+from adapters.warehouse.engine import Engine, Row
+
+
+class Profiling:
+    """An engine that runs every statement under EXPLAIN ANALYZE too and keeps the profiles, in order. A statement
+    that changes data runs only under EXPLAIN ANALYZE (which runs it once); a query runs twice, once for its rows."""
+
+    def __init__(self, inner: Engine, con: duckdb.DuckDBPyConnection) -> None:
+        self.inner, self._con = inner, con
+        self.name, self.dialect = inner.name, inner.dialect
+        self.profiles: list[list[str]] = []
+
+    def query(self, sql: str) -> list[Row]:
+        rows = self.inner.query(sql)
+        self._profile(sql)
+        return rows
+
+    def execute(self, sql: str) -> None:
+        self._profile(sql)
+
+    def _profile(self, sql: str) -> None:
+        with self._con.cursor() as cur:
+            self.profiles.append(duckdb_profile(cur, sql))
+
+    def create_rollup(self, tables: Sequence[Table]) -> None:
+        self.inner.create_rollup(tables)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def duckdb_profile(con: duckdb.DuckDBPyConnection, statement: str, top: int = 4) -> list[str]:

@@ -19,7 +19,7 @@ from bench.metrics.baseline import timed_baseline
 from bench.metrics.data import ARMS, EXP, HORIZON, METRICS, Traffic
 from bench.metrics.exact import Exact, difference, exact
 
-STEPS = ("watermarks", "highs", "fold sums", "fold users", "mark", "read")
+STEPS = ("watermarks", "highs", "stage", "bounds", "fold sums", "mark", "read")
 """A check's statements, in the order `WarehouseMetrics.refresh` runs them when there is something to fold."""
 
 
@@ -65,8 +65,6 @@ class Measured:
     python: float | None = None
     steps: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-    statements: list[tuple[str, str]] = field(default_factory=list)
-    """The last check's statements (step, SQL as run), for EXPLAIN."""
 
 
 class Recorder:
@@ -137,7 +135,6 @@ def measure(bench: Bench, traffic: Traffic, runs: int, load: float, python: bool
             steps.append(calls)
     measured.check, measured.full = Timing.of(checks), Timing.of(fulls)
     measured.steps = _steps(steps, checks)
-    measured.statements = [(name, sql) for name, (sql, _) in zip(STEPS, steps[-1], strict=False)]
     if python:
         measured.python, baseline = timed_baseline(bench.fetch, Traffic.until(runs))
         _compare(measured, "the Python baseline", baseline, reference)
