@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"metrics check bench: seed {args.seed}, {len(ARMS)} arms, metrics {', '.join(METRICS)} ({COVARIATE} with "
           f"a pre-period covariate); {DAYS} days loaded an hour at a time, then each check after one more hour "
           f"({CHECK_USERS} new users, {CHECK_EVENTS} events of recent ones, {args.late} late events of older ones, "
-          "whatever the size), for the whole window. Machine: {os.cpu_count()} CPUs, load average "
+          f"whatever the size), for the whole window. Machine: {os.cpu_count()} CPUs, load average "
           f"{load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end (other work inflates every timing)")
     print("fold s: the first check, folding every loaded row; check: WarehouseMetrics.aggregate after a fresh batch "
           "(refresh + read), median and best of the runs after a warm-up; full s: the full statement on the same "
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     for title, lines in (("The check's cost as the rows grow:", report.growth(results)),
                          ("Where the check's time goes (median per statement, largest size):", report.steps(results)),
                          ("Answers that differed (each fails its row):", report.problems(results)),
-                         ("Not measured:", notes), ("", explained)):
+                         ("Not measured, or failed:", notes), ("", explained)):
         if lines:
             print()
             for line in [title, *lines] if title else lines:
@@ -98,17 +98,16 @@ def bench_size(rows: int, seed: int, late: int, runs: int, sides: dict[str, Side
     built = build(path, [(EARLIER, generate(rows // 10, seed + 1)), (EXP, data)])
     traffic = Traffic(data, seed, late)
     results = []
-    files: dict[str, dict[str, Path]] = {}
+    taking = {name: side for name, side in sides.items() if side.max_rows is None or rows <= side.max_rows}
+    notes += [f"  {name} at {report.size(rows)}: not loaded (the bench loads it up to {report.size(side.max_rows)})"
+              for name, side in sides.items() if side.max_rows is not None and name not in taking]
+    # exported before any engine runs: each appends its own check batches to what it loaded
+    kinds = sorted({side.files for side in taking.values() if side.files is not None})
+    files = {kind: export(path, directory, kind) for kind in kinds}
     try:
-        for name, side in list(sides.items()):
-            if side.max_rows is not None and rows > side.max_rows:
-                notes.append(f"  {name} at {report.size(rows)}: not loaded (the bench loads it up to "
-                             f"{report.size(side.max_rows)})")
-                continue
+        for name, side in taking.items():
             try:
                 side.start(directory)
-                if side.files is not None and side.files not in files:
-                    files[side.files] = export(path, directory, side.files)
                 loading = time.perf_counter()
                 bench = side.load(path, files.get(side.files or "", {}))
                 loaded = built if side.files is None else time.perf_counter() - loading
@@ -120,6 +119,10 @@ def bench_size(rows: int, seed: int, late: int, runs: int, sides: dict[str, Side
                 measured = measure(bench, traffic, min(runs, side.max_runs or runs), loaded, rows <= PYTHON_ROWS)
                 if largest and isinstance(bench, DuckDBBench):
                     explained += explain(bench, measured, traffic, runs)
+            except Exception as exc:  # one engine's failure must not lose the others' rows: it is printed instead
+                notes.append(f"  {name} at {report.size(rows)}: FAILED, {type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}")
+                continue
             finally:
                 bench.close()
             results.append(measured)
