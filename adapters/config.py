@@ -5,15 +5,17 @@ first experiment hours later. The file, key by key: docs/configuration.md#the-wo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tomllib
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from abrollout.warehouse.catalog import BUILT_IN
 from adapters.composite_metrics import CompositeMetrics
 from adapters.local_dashboards import LocalDashboards
 from adapters.local_flags import LocalFlags
@@ -21,12 +23,19 @@ from adapters.local_metrics import LocalMetrics
 from adapters.local_registry import LocalRegistry
 from adapters.local_tickets import LocalTickets
 from adapters.protocols import AdapterConfigError, Adapters, FlagProvider, MetricsSource, Registry, TicketSystem
+from adapters.warehouse.catalog_file import load_catalog
+from adapters.warehouse.engine import Engine
+from adapters.warehouse.metrics import WarehouseMetrics
 
 SECRET_VARIABLES = {
     "unleash_token": "UNLEASH_TOKEN",
     "postgres_dsn": "ABROLLOUT_POSTGRES_DSN",
     "webhook_secret": "ABROLLOUT_WEBHOOK_SECRET",
     "github_token": "GITHUB_TOKEN",
+    "snowflake_password": "ABROLLOUT_SNOWFLAKE_PASSWORD",
+    "snowflake_private_key": "ABROLLOUT_SNOWFLAKE_PRIVATE_KEY",
+    "trino_password": "ABROLLOUT_TRINO_PASSWORD",
+    "redshift_password": "ABROLLOUT_REDSHIFT_PASSWORD",
 }
 HEADER_SECRETS = frozenset({"unleash_token", "github_token"})
 """Secrets sent as HTTP header values, which carry printable ASCII only (httpx refuses anything else mid-request)."""
@@ -37,9 +46,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MetricsChoice = Literal["local", "postgres", "clickhouse", "spark", "bigquery", "snowflake", "trino", "redshift"]
+WAREHOUSES: tuple[str, ...] = get_args(MetricsChoice)[2:]
+"""The metrics choices answered by the warehouse generator through an engine (adapters/warehouse)."""
+
+
 class Choices(Section):
     flags: Literal["local", "unleash"] = "local"
-    metrics: Literal["local", "postgres"] = "local"
+    metrics: MetricsChoice = "local"
     registry: Literal["local", "postgres"] = "local"
     tickets: Literal["local", "webhook", "github"] = "local"
     guardrails: Literal["none", "prometheus"] = "none"
@@ -55,10 +69,12 @@ class UnleashSection(Section):
 class PostgresSection(Section):
     tables: dict[str, str] = Field(default_factory=dict,
                                    description="Table and column names (keys of adapters.postgres_metrics."
-                                   "WarehouseTables); unknown keys and unsafe names are refused at start.")
+                                   "WarehouseTables; <table>_loaded_at = \"\" for a table without one); unknown "
+                                   "keys and unsafe names are refused at start.")
     create_tables: bool = False
-    rollup: bool = Field(default=False, description="Answer checks from a running aggregate kept by triggers on the "
-                         "metrics tables (adapters/postgres_rollup.py; create_tables = true installs it).")
+    rollup: bool = Field(default=False, description="Keep the warehouse generator's incremental rollup in "
+                         "abrollout's own tables in this database (abrollout_rollup_*, created when missing) and "
+                         "answer checks from it; needs loaded_at on the three metrics tables.")
 
 
 class UrlSection(Section):
@@ -84,6 +100,67 @@ class SafetyNetSection(Section):
                                        "keep failing before its experiment counts as stuck.")
 
 
+class ClickHouseSection(Section):
+    path: str | None = Field(default=None, description="chDB's data directory; none: <data dir>/chdb.")
+
+
+class SparkSection(Section):
+    master: str = Field(default="local[2]", pattern=r"^(local(\[(\d+|\*)\])?|spark://.+|sc://.+)$",
+                        description='local[N] (in the worker), spark://host:7077 (a cluster) or sc://host:15002 '
+                        '(Spark Connect).')
+    warehouse_dir: str | None = Field(default=None, description="spark.sql.warehouse.dir; none: Spark's default.")
+
+
+class BigQuerySection(Section):
+    project: str
+    dataset: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,1024}$")]
+    location: str | None = None
+
+
+class SnowflakeSection(Section):
+    account: str
+    user: str
+    warehouse: str | None = None
+    database: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    role: str | None = None
+
+
+class TrinoSection(Section):
+    host: str
+    port: int = Field(default=443, gt=0, lt=65536)
+    user: str
+    catalog: str
+    schema_: str = Field(alias="schema")
+    http_scheme: Literal["http", "https"] = "https"
+
+
+class RedshiftSection(Section):
+    host: str
+    port: int = Field(default=5439, gt=0, lt=65536)
+    database: str
+    user: str
+
+
+class WarehouseSection(Section):
+    """The warehouse engines' settings (metrics = clickhouse, spark, bigquery, snowflake, trino or redshift):
+    docs/configuration.md#warehouses."""
+
+    metrics: str | None = Field(default=None, description="The metrics catalog file (metrics.yaml); none: every "
+                                "metric a label of the embedded schema's tables.")
+    incremental: bool = Field(default=True, description="Keep the append-only rollup in the warehouse and answer "
+                              "checks from it; false: every check runs the full statement.")
+    rollup_prefix: str = Field(default="abrollout_rollup_", pattern=r"^([A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_]"
+                               r"[A-Za-z0-9_]*$", description="The rollup's tables are this + marks/users/sums; "
+                               "may name a schema (analytics.abrollout_).")
+    clickhouse: ClickHouseSection = Field(default_factory=ClickHouseSection)
+    spark: SparkSection = Field(default_factory=SparkSection)
+    bigquery: BigQuerySection | None = None
+    snowflake: SnowflakeSection | None = None
+    trino: TrinoSection | None = None
+    redshift: RedshiftSection | None = None
+
+
 class WorkerConfig(Section):
     adapters: Choices = Field(default_factory=Choices)
     safety_net: SafetyNetSection = Field(default_factory=SafetyNetSection)
@@ -92,6 +169,7 @@ class WorkerConfig(Section):
     prometheus: PrometheusSection | None = None
     webhook: UrlSection | None = None
     github: GitHubSection | None = None
+    warehouse: WarehouseSection = Field(default_factory=WarehouseSection)
 
     @property
     def all_local(self) -> bool:
@@ -209,6 +287,9 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
     config chose are opened (no SQLite or DuckDB file beside Unleash or PostgreSQL)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     choice = config.adapters
+    if config.warehouse.metrics and choice.metrics not in WAREHOUSES:
+        raise AdapterConfigError(f"[warehouse] metrics is read by metrics = {' | '.join(WAREHOUSES)}; metrics = "
+                                 f"{choice.metrics} reads its own tables: remove it, or choose a warehouse")
     flags: FlagProvider
     if choice.flags == "unleash":
         token = _secret(secrets, "unleash_token", "flags = unleash")
@@ -230,6 +311,8 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
                                     wrap_store=_mirror(config, stack) if simulate else None,
                                     rollup=config.postgres.rollup)
         metrics = await _checked(stack, warehouse, config.postgres.create_tables)
+    elif choice.metrics in WAREHOUSES:
+        metrics = await _warehouse(config, data_dir, secrets, stack)
     else:
         metrics = LocalMetrics(data_dir / "metrics.duckdb", flags=flags if simulate else None)
     if choice.registry == "postgres":
@@ -250,6 +333,74 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
                     dashboards=LocalDashboards(data_dir / "dashboards"),
                     tickets=await _tickets(config, data_dir, secrets, stack), accelerated_clock_allowed=simulate,
                     tsdb=tsdb)
+
+
+def metrics_dialect(choice: str) -> str:
+    """The SQL dialect of a metrics choice's statements (the embedded store is DuckDB)."""
+    return "duckdb" if choice == "local" else choice
+
+
+async def _warehouse(config: WorkerConfig, data_dir: Path, secrets: Mapping[str, str],
+                     stack: AsyncExitStack) -> WarehouseMetrics:
+    """The configured warehouse as the metrics source: its engine (connected, closed with the worker, and
+    checked with one trivial statement) and the metrics catalog."""
+    settings = config.warehouse
+    catalog = load_catalog(Path(settings.metrics)) if settings.metrics else BUILT_IN
+    name = config.adapters.metrics
+    try:
+        engine = await asyncio.to_thread(_engine, config, data_dir, secrets)
+        stack.callback(engine.close)
+        await asyncio.to_thread(engine.query, "SELECT 1 AS ok")
+    except AdapterConfigError:
+        raise
+    except Exception as exc:  # the vendor's own connection error: configuration, named without its text
+        raise AdapterConfigError(f"metrics = {name}: the warehouse failed its start-up check: "
+                                 f"{type(exc).__name__}") from None
+    return WarehouseMetrics(engine, catalog, incremental=settings.incremental, prefix=settings.rollup_prefix)
+
+
+def _engine(config: WorkerConfig, data_dir: Path, secrets: Mapping[str, str]) -> Engine:
+    """The engine `[adapters] metrics` names, its module imported only now (each needs its own client)."""
+    name, w = config.adapters.metrics, config.warehouse
+    needed_by = f"metrics = {name}"
+    if name == "clickhouse":
+        from adapters.warehouse.chdb_engine import ChdbEngine
+
+        return ChdbEngine(Path(w.clickhouse.path) if w.clickhouse.path else data_dir / "chdb")
+    if name == "spark":
+        from adapters.warehouse.spark_engine import SparkEngine
+
+        return SparkEngine.connect(w.spark.master, Path(w.spark.warehouse_dir) if w.spark.warehouse_dir else None)
+    from adapters.warehouse import vendors
+
+    if name == "bigquery":
+        bq = _needs(w.bigquery, name, "project and dataset")
+        return vendors.BigQueryEngine.connect(project=bq.project, dataset=bq.dataset, location=bq.location)
+    if name == "snowflake":
+        sf = _needs(w.snowflake, name, "account and user")
+        key = secrets.get("snowflake_private_key")
+        password = None if key else _secret(secrets, "snowflake_password", f"{needed_by} (without "
+                                            f"{SECRET_VARIABLES['snowflake_private_key']})")
+        return vendors.SnowflakeEngine.connect(account=sf.account, user=sf.user, warehouse=sf.warehouse,
+                                               database=sf.database, schema=sf.schema_, role=sf.role,
+                                               password=password, private_key_pem=key)
+    if name == "trino":
+        tr = _needs(w.trino, name, "host, user, catalog and schema")
+        return vendors.TrinoEngine.connect(host=tr.host, port=tr.port, user=tr.user, catalog=tr.catalog,
+                                           schema=tr.schema_, http_scheme=tr.http_scheme,
+                                           password=secrets.get("trino_password"))
+    rs = _needs(w.redshift, name, "host, database and user")
+    return vendors.RedshiftEngine.connect(host=rs.host, port=rs.port, database=rs.database, user=rs.user,
+                                          password=_secret(secrets, "redshift_password", needed_by))
+
+
+SectionModel = TypeVar("SectionModel", bound=Section)
+
+
+def _needs(section: SectionModel | None, name: str, keys: str) -> SectionModel:
+    if section is None:
+        raise AdapterConfigError(f"metrics = {name} needs a [warehouse.{name}] section with its {keys}")
+    return section
 
 
 async def _tickets(config: WorkerConfig, data_dir: Path, secrets: Mapping[str, str],

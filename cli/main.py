@@ -13,7 +13,7 @@ from abrollout.contracts.records import DecisionState
 from abrollout.contracts.report import Report
 from abrollout.contracts.spec import Domain, ExperimentSpec
 from abrollout.spec.problems import errors_only
-from cli import commands, reconcile, render
+from cli import commands, metrics_sql, reconcile, render
 from cli.spec_input import load_checked_spec, refuse
 from client.exits import OK, UserFacingError
 from client.settings import add_connection_flags
@@ -28,17 +28,30 @@ SCHEMAS: dict[str, Callable[[], dict[str, object]]] = {
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    if args.dialect and not args.sql:
+        raise UserFacingError("error: --dialect chooses the dialect of --sql; fix: add --sql, or leave --dialect out")
+    if args.sql and args.json:
+        raise UserFacingError("error: --sql prints SQL, --json the plan as JSON; fix: give one of them")
     check = load_checked_spec(args.spec)
     if not check.ok or check.spec is None or check.plan is None:
         raise refuse(errors_only(check.problems) or check.problems, args.spec)
     spec, experiment_plan, power, warnings = check.spec, check.plan, check.power, check.problems
+    warehouse = metrics_sql.configured(args.config)
+    catalog = metrics_sql.checked_catalog(args, spec, warehouse)
+    if args.sql:
+        if warnings:  # stdout is the statement alone, ready to pipe
+            print(render.warnings_block(warnings), file=sys.stderr)
+        print(metrics_sql.statement(catalog, experiment_plan, args.dialect or warehouse.dialect,
+                                    warehouse.prometheus))
+        return OK
     if args.json:
         print(json.dumps({"spec": spec.model_dump(mode="json"), "plan": render.plan_json(experiment_plan),
                           "power": power.model_dump(mode="json") if power else None,
+                          "metrics_catalog": str(catalog.file) if catalog.file else None,
                           "warnings": [str(w) for w in warnings]}, indent=2))
         return OK
     print(f"# {args.spec}: valid under {experiment_plan.policy_id}; experiment key '{experiment_plan.exp_key}' "
-          f"(workflow id exp-{experiment_plan.exp_key})")
+          f"(workflow id exp-{experiment_plan.exp_key}); metrics defined in {catalog.where}")
     print(render.spec_yaml(spec), end="")
     print()
     print(render.schedule_line(experiment_plan))
@@ -63,10 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = sub.add_parser("validate", help="check a spec against exp_policy.v5 and print the plan",
-                              description="Validate SPEC, print the normalised spec and the tool plan. "
+                              description="Validate SPEC, check that every metric it names is defined in the "
+                              "metrics catalog in use, print the normalised spec and the tool plan (or, with --sql, "
+                              "the SQL a check runs). "
                               "Exit 2 with every problem listed when the spec is not valid.")
     validate.add_argument("spec", metavar="SPEC", help="path of a YAML or JSON spec")
-    validate.add_argument("--json", action="store_true", help="print {spec, plan, warnings} as JSON")
+    validate.add_argument("--json", action="store_true", help="print {spec, plan, power, metrics_catalog, "
+                          "warnings} as JSON")
+    metrics_sql.add_arguments(validate)
     validate.set_defaults(handler=cmd_validate)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the spec or the report",

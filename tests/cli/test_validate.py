@@ -16,7 +16,7 @@ from cli.spec_input import ask_once, read_spec_file
 from client.exits import UserFacingError
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.name != "metrics.yaml")  # metrics: a catalog
 BAD_SPECS = sorted(p for p in (ROOT / "tests" / "bad_specs").iterdir() if p.suffix in {".yaml", ".json"})
 UNREACHABLE = "127.0.0.1:1"
 

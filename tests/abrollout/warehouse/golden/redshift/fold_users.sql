@@ -1,0 +1,214 @@
+INSERT INTO abrollout_rollup_users
+WITH b_e AS (
+  SELECT
+    CAST(user_id AS VARCHAR(MAX)) AS user_id,
+    MIN(CAST(arm AS VARCHAR(MAX))) AS arm,
+    MAX(at_s) AS latest
+  FROM "exposures"
+  WHERE
+    exp_key = 'pricing-annual-discount' AND loaded_at > 10 AND loaded_at <= 20
+  GROUP BY
+    CAST(user_id AS VARCHAR(MAX))
+), b_s0 AS (
+  SELECT
+    CAST(user_id AS VARCHAR(MAX)) AS user_id,
+    SUM(
+      CASE
+        WHEN (
+          metric = 'annual_conversion'
+        )
+        THEN CAST(FLOOR(CAST(value AS DOUBLE PRECISION) * 1000000 + 0.5) AS BIGINT)
+      END
+    ) AS y0,
+    MAX(CASE WHEN (
+      metric = 'annual_conversion'
+    ) THEN at_s END) AS t0,
+    SUM(
+      CASE
+        WHEN (
+          metric = 'refunds'
+        )
+        THEN CAST(FLOOR(CAST(value AS DOUBLE PRECISION) * 1000000 + 0.5) AS BIGINT)
+      END
+    ) AS y1,
+    MAX(CASE WHEN (
+      metric = 'refunds'
+    ) THEN at_s END) AS t1,
+    SUM(
+      CASE
+        WHEN (
+          metric = 'revenue_per_user'
+        )
+        THEN CAST(FLOOR(CAST(value AS DOUBLE PRECISION) * 1000000 + 0.5) AS BIGINT)
+      END
+    ) AS y2,
+    MAX(CASE WHEN (
+      metric = 'revenue_per_user'
+    ) THEN at_s END) AS t2,
+    SUM(
+      CASE
+        WHEN (
+          metric = 'orders'
+        )
+        THEN CAST(FLOOR(CAST(value AS DOUBLE PRECISION) * 1000000 + 0.5) AS BIGINT)
+      END
+    ) AS y3,
+    MAX(CASE WHEN (
+      metric = 'orders'
+    ) THEN at_s END) AS t3
+  FROM "metric_events"
+  WHERE
+    exp_key = 'pricing-annual-discount'
+    AND loaded_at > 10
+    AND loaded_at <= 20
+    AND (
+      (
+        metric = 'annual_conversion'
+      )
+      OR (
+        metric = 'refunds'
+      )
+      OR (
+        metric = 'revenue_per_user'
+      )
+      OR (
+        metric = 'orders'
+      )
+    )
+  GROUP BY
+    CAST(user_id AS VARCHAR(MAX))
+), b_c0 AS (
+  SELECT
+    CAST(user_id AS VARCHAR(MAX)) AS user_id,
+    SUM(
+      CASE
+        WHEN (
+          metric = 'revenue_per_user'
+        )
+        THEN CAST(FLOOR(CAST(value AS DOUBLE PRECISION) * 1000000 + 0.5) AS BIGINT)
+      END
+    ) AS x2,
+    COUNT(CASE WHEN (
+      metric = 'revenue_per_user'
+    ) THEN 1 END) AS nx2
+  FROM "pre_period"
+  WHERE
+    exp_key = 'pricing-annual-discount'
+    AND loaded_at > 10
+    AND loaded_at <= 20
+    AND (
+      (
+        metric = 'revenue_per_user'
+      )
+    )
+  GROUP BY
+    CAST(user_id AS VARCHAR(MAX))
+), batch AS (
+  SELECT
+    user_id,
+    MIN(arm) AS arm,
+    SUM(y0) AS y0,
+    SUM(y1) AS y1,
+    SUM(y2) AS y2,
+    SUM(y3) AS y3,
+    SUM(x2) AS x2,
+    SUM(nx2) AS nx2
+  FROM (
+    SELECT
+      user_id,
+      arm AS arm,
+      CAST(NULL AS BIGINT) AS y0,
+      CAST(NULL AS BIGINT) AS y1,
+      CAST(NULL AS BIGINT) AS y2,
+      CAST(NULL AS BIGINT) AS y3,
+      CAST(NULL AS BIGINT) AS x2,
+      CAST(NULL AS BIGINT) AS nx2
+    FROM b_e
+    UNION ALL
+    SELECT
+      user_id,
+      CAST(NULL AS VARCHAR(MAX)) AS arm,
+      y0 AS y0,
+      y1 AS y1,
+      y2 AS y2,
+      y3 AS y3,
+      CAST(NULL AS BIGINT) AS x2,
+      CAST(NULL AS BIGINT) AS nx2
+    FROM b_s0
+    UNION ALL
+    SELECT
+      user_id,
+      CAST(NULL AS VARCHAR(MAX)) AS arm,
+      CAST(NULL AS BIGINT) AS y0,
+      CAST(NULL AS BIGINT) AS y1,
+      CAST(NULL AS BIGINT) AS y2,
+      CAST(NULL AS BIGINT) AS y3,
+      x2 AS x2,
+      nx2 AS nx2
+    FROM b_c0
+  ) AS batch_rows
+  GROUP BY
+    user_id
+)
+SELECT
+  'pricing-annual-discount:39456b66c582',
+  'golden-attempt',
+  user_id,
+  arm,
+  '',
+  0,
+  0,
+  0
+FROM b_e
+UNION ALL
+SELECT
+  'pricing-annual-discount:39456b66c582',
+  'golden-attempt',
+  user_id,
+  '',
+  'annual_conversion',
+  COALESCE(y0, 0),
+  0,
+  0
+FROM batch
+WHERE
+  NOT y0 IS NULL
+UNION ALL
+SELECT
+  'pricing-annual-discount:39456b66c582',
+  'golden-attempt',
+  user_id,
+  '',
+  'refund_rate',
+  COALESCE(y1, 0),
+  0,
+  0
+FROM batch
+WHERE
+  NOT y1 IS NULL
+UNION ALL
+SELECT
+  'pricing-annual-discount:39456b66c582',
+  'golden-attempt',
+  user_id,
+  '',
+  'revenue_per_user',
+  COALESCE(y2, 0),
+  COALESCE(x2, 0),
+  COALESCE(nx2, 0)
+FROM batch
+WHERE
+  NOT y2 IS NULL OR nx2 > 0
+UNION ALL
+SELECT
+  'pricing-annual-discount:39456b66c582',
+  'golden-attempt',
+  user_id,
+  '',
+  'orders',
+  COALESCE(y3, 0),
+  0,
+  0
+FROM batch
+WHERE
+  NOT y3 IS NULL
