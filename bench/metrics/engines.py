@@ -6,6 +6,7 @@ from pathlib import Path
 
 from bench.metrics.duckdb_side import DuckDBBench
 from bench.metrics.measure import Bench
+from bench.metrics.postgres_side import PostgresSide
 from bench.metrics.side import Side
 
 
@@ -27,4 +28,4 @@ class DuckDBSide:
         pass
 
 
-SIDES: dict[str, type[Side]] = {"duckdb": DuckDBSide}
+SIDES: dict[str, type[Side]] = {"duckdb": DuckDBSide, "postgres": PostgresSide}
