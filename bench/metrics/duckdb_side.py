@@ -17,6 +17,9 @@ from bench.metrics.data import ARMS, COVARIATE, EXP, HOUR, HOURS, METRICS, USER_
 from bench.metrics.explain import Profiling
 
 TABLES = ("exposures", "metric_events", "pre_period")
+MEMORY_LIMIT = "6GB"
+"""DuckDB's cap here (its default is 80% of RAM): at 100M rows it would otherwise cache 15 GB of a shared
+machine's 23; past the cap it spills to a temp file beside the database."""
 EVENT_SLICE = 10_000_000
 """Events are copied in at most this many at a time: at 100M rows the numpy columns and DuckDB's copy of them
 would otherwise both hold all 78M events at once."""
@@ -28,6 +31,7 @@ def build(path: Path, experiments: Sequence[tuple[str, Data]]) -> float:
     LocalMetrics(path).close()  # the store's own schema
     started = time.perf_counter()
     with duckdb.connect(str(path)) as con:
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         for exp_key, data in experiments:
             _load(con, exp_key, data)
             con.execute("INSERT INTO load_batches VALUES (?, ?)", [exp_key, HOURS])
@@ -81,6 +85,7 @@ class DuckDBBench:
         self.store = LocalMetrics(path)
         self.metrics: WarehouseMetrics = self.store.warehouse
         self._con = duckdb.connect(str(path))  # the same database instance as the store's
+        self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
 
     def append(self, rows: Rows) -> None:
         self.store.write_rows(EXP, rows)
