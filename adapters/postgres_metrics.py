@@ -18,9 +18,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
-from sqlglot import exp
 
-from abrollout.warehouse.catalog import Catalog, CovariateSource, ExposureSource, MetricDefinition
+from abrollout.warehouse.catalog import Catalog, CovariateSource, ExposureSource, Labels, MetricDefinition
 from abrollout.warehouse.rollup import tables as rollup_tables
 from adapters.protocols import AdapterConfigError, MetricsSnapshot, Registered
 from adapters.redaction import quote
@@ -103,31 +102,14 @@ class WarehouseTables:
                     "experiment_key": self.q(f"{table}_exp_key"),
                     "loaded_at": self.q(f"{table}_loaded_at") if getattr(self, f"{table}_loaded_at") else None}
 
-        return LabelledCatalog(
+        return Catalog(
             dialect="postgres",
             exposures=ExposureSource(**source("exposures"), variant=self.q("exposures_arm"),
                                      timestamp=self.q("exposures_at_s")),
-            events=MetricDefinition(**source("metric_events"), value=self.q("metric_events_value"),
-                                    timestamp=self.q("metric_events_at_s")),
-            covariates=CovariateSource(**source("pre_period"), value=self.q("pre_period_value")),
-            events_label=self.q("metric_events_metric"), covariates_label=self.q("pre_period_metric"))
-
-
-class LabelledCatalog(Catalog):
-    """A catalog where every metric is a label, like the built-in one, on configured tables and columns: `events`
-    and `covariates` are the sources without the label's filter, `*_label` the columns holding the label."""
-
-    events: MetricDefinition
-    covariates: CovariateSource
-    events_label: str
-    covariates_label: str
-
-    def definition(self, name: str) -> MetricDefinition:
-        def label(column: str) -> tuple[str]:
-            return (f"{column} = {exp.Literal.string(name).sql('postgres')}",)
-
-        covariate = self.covariates.model_copy(update={"filters": label(self.covariates_label)})
-        return self.events.model_copy(update={"filters": label(self.events_label), "covariate": covariate})
+            labels=Labels(events=MetricDefinition(**source("metric_events"), value=self.q("metric_events_value"),
+                                                  timestamp=self.q("metric_events_at_s")),
+                          covariates=CovariateSource(**source("pre_period"), value=self.q("pre_period_value")),
+                          events_label=self.q("metric_events_metric"), covariates_label=self.q("pre_period_metric")))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from sqlglot import exp
 
 from abrollout.contracts.spec import METRIC_PATTERN
+from abrollout.warehouse.dialects import sqlglot_dialect
 
 Expression = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 """A SQL expression or a table name, in the catalog's dialect; parsed when the catalog is checked."""
@@ -87,14 +89,29 @@ class MetricDefinition(Source):
         return self
 
 
+class Labels(Strict):
+    """Metrics as labels: a metric not listed is the `events` rows whose `events_label` column holds its name, its
+    covariate the `covariates` rows labelled the same (the embedded schema's reading, on any tables)."""
+
+    events: MetricDefinition = MetricDefinition(table="metric_events", experiment_key="exp_key", loaded_at="loaded_at")
+    covariates: CovariateSource = CovariateSource(table="pre_period", experiment_key="exp_key", loaded_at="loaded_at")
+    events_label: Expression = "metric"
+    covariates_label: Expression = "metric"
+
+    def metric(self, name: str, dialect: str) -> MetricDefinition:
+        name_literal = exp.Literal.string(name).sql(sqlglot_dialect(dialect))
+        covariate = self.covariates.model_copy(update={"filters": (f"{self.covariates_label} = {name_literal}",)})
+        return self.events.model_copy(update={"filters": (f"{self.events_label} = {name_literal}",),
+                                              "covariate": covariate})
+
+
 class Catalog(Strict):
-    """Exposures and the metrics, written in `dialect`. `open_metrics`: a metric not listed is read from the
-    embedded schema's `metric_events`/`pre_period` rows labelled with its name (the built-in catalog)."""
+    """Exposures and the metrics, written in `dialect`; with `labels`, any other metric name is a label."""
 
     dialect: str = "duckdb"
     exposures: ExposureSource = ExposureSource(table="exposures", loaded_at="loaded_at")
     metrics: dict[str, MetricDefinition] = {}
-    open_metrics: bool = False
+    labels: Labels | None = None
 
     @field_validator("metrics")
     @classmethod
@@ -110,7 +127,7 @@ class Catalog(Strict):
         """The metric's definition, or None when it is not defined."""
         if name in self.metrics:
             return self.metrics[name]
-        return labelled_metric(name) if self.open_metrics else None
+        return self.labels.metric(name, self.dialect) if self.labels is not None else None
 
     def undefined(self, names: list[str]) -> list[str]:
         """Names with no definition, a ratio's denominator included."""
@@ -137,19 +154,5 @@ class Catalog(Strict):
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def labelled_metric(name: str) -> MetricDefinition:
-    """The built-in definition: `metric_events` rows labelled `name` for this experiment, and the `pre_period`
-    rows labelled the same as the covariate."""
-    label = "metric = " + _string(name)
-    return MetricDefinition(
-        table="metric_events", experiment_key="exp_key", loaded_at="loaded_at", filters=(label,),
-        covariate=CovariateSource(table="pre_period", experiment_key="exp_key", loaded_at="loaded_at",
-                                  filters=(label,)))
-
-
-BUILT_IN = Catalog(open_metrics=True)
+BUILT_IN = Catalog(labels=Labels())
 """The embedded schema (DuckDB, and the PostgreSQL tables `create_tables` makes): every metric a label."""
-
-
-def _string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

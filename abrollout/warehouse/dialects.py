@@ -87,21 +87,34 @@ def _generated(template: str, dialect: str) -> tuple[str, dict[str, str]]:
     """The template for `dialect`, and how each placeholder is spelled there."""
     target = sqlglot_dialect(dialect)
     tree = sqlglot.parse_one(template, read=SOURCE)
+    for column in tree.find_all(exp.ColumnDef):
+        # ClickHouse refuses NOT NULL on the Nullable(...) sqlglot writes for every type by default
+        if column.kind is not None and column.find(exp.NotNullColumnConstraint) is not None:
+            column.kind.set("nullable", False)
     names = {node.name for node in tree.find_all(exp.Placeholder)}
     spelled = {name: exp.Placeholder(this=name).sql(target) for name in names}
     return tree.sql(target, pretty=True), spelled
 
 
-def render(template: str, dialect: str, values: Mapping[str, str | int]) -> str:
-    """The statement for `dialect` with every placeholder replaced by its value as a literal. Longer placeholder
-    spellings are replaced first, so `$until` never eats `$until_at`."""
+Value = str | int | tuple[str, ...]
+
+
+def render(template: str, dialect: str, values: Mapping[str, Value]) -> str:
+    """The statement for `dialect` with every placeholder replaced by its value as a literal (a tuple: the
+    literals, comma-separated, for `IN (...)`). Longer placeholder spellings are replaced first, so `$until` never
+    eats `$until_at`."""
     text, spelled = _generated(template, dialect)
     target = sqlglot_dialect(dialect)
     missing = set(spelled) - set(values)
     if missing:
         raise KeyError(f"no value for placeholders {sorted(missing)}")
     for name in sorted(spelled, key=lambda n: -len(spelled[n])):
-        value = values[name]
-        literal = exp.Literal.number(value) if isinstance(value, int) else exp.Literal.string(value)
-        text = text.replace(spelled[name], literal.sql(target))
+        text = text.replace(spelled[name], _literals(values[name], target))
     return text
+
+
+def _literals(value: Value, target: str) -> str:
+    if isinstance(value, tuple):
+        return ", ".join(_literals(item, target) for item in value)
+    literal = exp.Literal.number(value) if isinstance(value, int) else exp.Literal.string(value)
+    return literal.sql(target)

@@ -22,6 +22,9 @@ from abrollout.warehouse.statistics import sum_terms
 
 ROLLUP, ATTEMPT, REFRESH = placeholder("abr_rollup"), placeholder("abr_attempt"), placeholder("abr_refresh")
 LOW, HIGH = placeholder("abr_lo"), placeholder("abr_hi")
+PARENT, CHAIN = placeholder("abr_parent"), placeholder("abr_chain")
+NO_ATTEMPT = ""
+"""The parent of a rollup's first refresh, and the one member every chain has (so `IN (...)` is never empty)."""
 
 SUM_COLUMNS = ("s", "ss", "ps", "pss", "psp", "ds", "dss", "dsp")
 """The exact sums a `sums` row carries, in the order of `_TERMS`."""
@@ -46,7 +49,8 @@ def tables(prefix: str) -> tuple[Table, Table, Table]:
     """marks, users and sums, named `prefix` + kind."""
     text, whole = "VARCHAR NOT NULL", "BIGINT NOT NULL"
     marks = Table(prefix + "marks", (("rollup_key", text), ("refresh_no", whole), ("attempt", text),
-                                     ("source", text), ("loaded_hi", whole)), ("rollup_key", "refresh_no"))
+                                     ("parent", text), ("source", text), ("loaded_hi", whole)),
+                  ("rollup_key", "refresh_no"))
     users = Table(prefix + "users", (("rollup_key", text), ("attempt", text), ("user_id", text), ("arm", text),
                                      ("metric", text), ("y", whole), ("x", whole), ("nx", whole), ("t", "BIGINT")),
                   ("rollup_key", "user_id"))
@@ -60,8 +64,8 @@ def tables(prefix: str) -> tuple[Table, Table, Table]:
 @dataclass(frozen=True)
 class RollupStatements:
     """The refresh's and the read's statements for one layout, with placeholders: `abr_rollup` (the rollup's key),
-    `abr_key` (the experiment), `abr_attempt`, `abr_refresh`, and per source `abr_w_<id>` / `abr_h_<id>` (the
-    watermark and the high mark the refresh reads up to)."""
+    `abr_key` (the experiment), `abr_attempt`, `abr_refresh`, `abr_parent`, `abr_chain` (the attempts that count,
+    a list), and per source `abr_w_<id>` / `abr_h_<id>` (the watermark and the high mark the refresh reads up to)."""
 
     layout: Layout
     prefix: str = "abrollout_rollup_"
@@ -71,19 +75,11 @@ class RollupStatements:
         """The ids of the sources the rollup reads: `e` (exposures), then each metric and covariate scan."""
         return ("e", *(scan.sid for scan in self.layout.scans), *(scan.sid for scan in self.layout.covariate_scans))
 
-    def _committed(self, before_this: bool = False) -> str:
-        """The attempts that count: one per refresh number, the least id. A fold counts only the refreshes before
-        its own, so one that commits meanwhile (a racing attempt under the same number) is never built on."""
+    def marks(self) -> str:
+        """Every commit of the rollup (columns refresh_no, attempt, parent, source, loaded_hi): a few rows per
+        refresh, from which `committed_chain` picks the attempts that count."""
         marks = tables(self.prefix)[0].name
-        earlier = f" AND refresh_no < {REFRESH}" if before_this else ""
-        return (f"attempt IN (SELECT MIN(attempt) FROM {marks} WHERE rollup_key = {ROLLUP}{earlier} "
-                "GROUP BY refresh_no)")
-
-    def watermarks(self) -> str:
-        """Each source's watermark and the last refresh number (columns source, hi, refresh_no)."""
-        marks = tables(self.prefix)[0].name
-        return (f"SELECT source, MAX(loaded_hi) AS hi, MAX(refresh_no) AS refresh_no\nFROM {marks}\n"
-                f"WHERE rollup_key = {ROLLUP} AND {self._committed()}\nGROUP BY source")
+        return f"SELECT refresh_no, attempt, parent, source, loaded_hi\nFROM {marks}\nWHERE rollup_key = {ROLLUP}"
 
     def highs(self) -> str:
         """Each source's latest `loaded_at` past its watermark (NULL when nothing new): columns source, hi."""
@@ -173,7 +169,7 @@ class RollupStatements:
         return (f"INSERT INTO {sums.name}\n"
                 f"WITH staged AS (\nSELECT *\n{ledger}attempt = {ATTEMPT}\n),\n"
                 f"batch AS (\nSELECT user_id, {pivot}\nFROM staged\nGROUP BY user_id\n),\n"
-                f"old AS (\nSELECT user_id, {pivot}\n{ledger}{self._committed(before_this=True)} AND user_id >= "
+                f"old AS (\nSELECT user_id, {pivot}\n{ledger}attempt IN ({CHAIN}) AND user_id >= "
                 f"{LOW} AND user_id <= {HIGH} AND user_id IN (SELECT user_id FROM staged)\nGROUP BY user_id\n),\n"
                 f"moved AS (\nSELECT {', '.join(moved)}\nFROM batch LEFT JOIN old ON old.user_id = batch.user_id\n),\n"
                 f"terms AS (\n{contributions[0]}\nUNION ALL\n{contributions[1]}\n),\n"
@@ -215,7 +211,7 @@ class RollupStatements:
     def mark(self, sources: tuple[str, ...]) -> str:
         """The commit: one marks row per source, at its high mark."""
         marks = tables(self.prefix)[0].name
-        rows = [f"SELECT {ROLLUP}, {REFRESH}, {ATTEMPT}, {string(sid)}, {placeholder('abr_h_' + sid)}"
+        rows = [f"SELECT {ROLLUP}, {REFRESH}, {ATTEMPT}, {PARENT}, {string(sid)}, {placeholder('abr_h_' + sid)}"
                 for sid in sources]
         return f"INSERT INTO {marks}\n" + "\nUNION ALL\n".join(rows)
 
@@ -225,8 +221,37 @@ class RollupStatements:
         sums = tables(self.prefix)[2].name
         columns = ["arm", "metric", "SUM(n) AS n", "SUM(pn) AS pn",
                    *(f"CAST(SUM({c}) AS VARCHAR) AS {c}" for c in SUM_COLUMNS), "MAX(latest) AS latest"]
-        return (f"SELECT {', '.join(columns)}\nFROM {sums}\nWHERE rollup_key = {ROLLUP} AND {self._committed()}\n"
+        return (f"SELECT {', '.join(columns)}\nFROM {sums}\nWHERE rollup_key = {ROLLUP} AND attempt IN ({CHAIN})\n"
                 "GROUP BY arm, metric\nORDER BY arm, metric")
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One refresh's mark: its number, attempt, the attempt it was built on, and each source's watermark."""
+
+    refresh_no: int
+    attempt: str
+    parent: str
+    watermarks: dict[str, int]
+
+
+def committed_chain(marks: list[dict[str, object]]) -> list[Commit]:
+    """The refreshes that count, newest first: from the head (the highest refresh number; between attempts that
+    raced to it, the least id) back through each one's parent. An attempt that lost a race, or whose rival was
+    built on first, is on no chain; every reader picks the same chain from the same marks, and each chain is one
+    consistent fold of the rows up to its head's watermarks."""
+    commits: dict[str, Commit] = {}
+    for row in marks:
+        attempt = str(row["attempt"])
+        commit = commits.setdefault(attempt, Commit(int(str(row["refresh_no"])), attempt, str(row["parent"]), {}))
+        commit.watermarks[str(row["source"])] = int(str(row["loaded_hi"]))
+    if not commits:
+        return []
+    head = min(commits.values(), key=lambda c: (-c.refresh_no, c.attempt))
+    chain = [head]
+    while chain[-1].parent in commits:
+        chain.append(commits[chain[-1].parent])
+    return chain
 
 
 def _loaded(source: object) -> str:

@@ -49,7 +49,7 @@ def covariate_scan(layout: Layout, scan: Scan, window: Window) -> str:
         condition = layout.condition(covariate)
         conditions.append(condition)
         columns += [f"SUM(CASE WHEN {condition} THEN {layout.micro(covariate.value)} END) AS x{i}",
-                    f"COUNT(CASE WHEN {condition} THEN 1 END) AS nx{i}"]
+                    f"CAST(COUNT(CASE WHEN {condition} THEN 1 END) AS BIGINT) AS nx{i}"]
     return select(columns, layout.origin(source), [*layout.experiment(source), *window(scan.sid, ""),
                                                    _any(conditions)], layout.user(source))
 

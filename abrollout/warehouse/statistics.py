@@ -35,8 +35,8 @@ def statistics_template(layout: Layout) -> str:
     latest_names = [column.rsplit(" AS ", 1)[1] for column in latest]
     per_arm = ["arm", "COUNT(*) AS n", *(f"CAST(NULL AS BIGINT) AS {name}" for name in latest_names), *sums]
     fresh = ["CAST(NULL AS VARCHAR) AS arm", "0 AS n", *latest,
-             *(f"CAST(NULL AS {'BIGINT' if column.startswith('COUNT') else 'VARCHAR'}) AS {column.rsplit(' AS ', 1)[1]}"
-               for column in sums)]
+             *(f"CAST(NULL AS {'BIGINT' if column.startswith('CAST(COUNT') else 'VARCHAR'}) AS "
+               f"{column.rsplit(' AS ', 1)[1]}" for column in sums)]
     definitions = ",\n".join(f"{name} AS (\n{body}\n)" for name, body in ctes)
     return (f"-- per-arm sufficient statistics of a window, values in units of 1/{VALUE_SCALE}; the row without an "
             "arm carries the latest times and the covariate rows\n"
@@ -63,7 +63,7 @@ def arm_sums(layout: Layout, i: int) -> list[str]:
     engine's driver reads text the same way), and the covariate's count."""
     columns = [f"CAST(SUM({term}) AS VARCHAR) AS {name}" for name, term in sum_terms(layout, i, "v{i}", "x{i}")]
     if layout.definitions[i].covariate is not None:
-        columns.append(f"COUNT(x{i}) AS pre_n_{i}")
+        columns.append(f"CAST(COUNT(x{i}) AS BIGINT) AS pre_n_{i}")
     return columns
 
 

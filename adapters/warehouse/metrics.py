@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from abrollout.warehouse.catalog import BUILT_IN, Catalog
-from abrollout.warehouse.dialects import render
+from abrollout.warehouse.dialects import Value, render
 from abrollout.warehouse.layout import Layout
 from abrollout.warehouse.results import ArmSums, from_rollup, from_statement
-from abrollout.warehouse.rollup import RollupStatements, tables
+from abrollout.warehouse.rollup import NO_ATTEMPT, Commit, RollupStatements, committed_chain, tables
 from abrollout.warehouse.statistics import statistics_template
 from adapters.protocols import MetricsSnapshot, Registered
 from adapters.warehouse.aggregate import Aggregate
@@ -45,8 +45,8 @@ class Statements:
         return RollupStatements(self.layout, self.prefix)
 
     @cached_property
-    def watermarks(self) -> str:
-        return self.rollup.watermarks()
+    def marks(self) -> str:
+        return self.rollup.marks()
 
     @cached_property
     def highs(self) -> str:
@@ -125,7 +125,8 @@ class WarehouseMetrics:
 
     def refresh(self, exp_key: str, metrics: Sequence[str]) -> tuple[ArmSums, int | None]:
         """Fold what was loaded since the last refresh into the experiment's rollup, then read it: the sums and
-        the latest time folded in. One refresh of an experiment at a time in this process."""
+        the latest time folded in. One refresh of an experiment at a time in this process; refreshes in other
+        processes may race, and the marks' chain decides which counts (`committed_chain`)."""
         statements = self.statements(metrics)
         self._create()
         key = self.rollup_key(exp_key, statements)
@@ -133,10 +134,11 @@ class WarehouseMetrics:
             values = self.next_refresh(statements, key)
             if values is not None:
                 self.fold(statements, values)
-            rows = self.engine.query(render(statements.read, self.engine.dialect, key))
+            chain = self.chain(statements, key)
+            rows = self.engine.query(render(statements.read, self.engine.dialect, key | {"abr_chain": chain}))
         return from_rollup(rows, statements.layout)
 
-    def fold(self, statements: Statements, values: dict[str, str | int], *, commit: bool = True) -> None:
+    def fold(self, statements: Statements, values: dict[str, Value], *, commit: bool = True) -> None:
         """One refresh as `next_refresh` bound it: stage the new rows in the users ledger, fold the arms' change,
         then (with `commit`) the mark that makes both count."""
         dialect = self.engine.dialect
@@ -147,26 +149,34 @@ class WarehouseMetrics:
         if commit:
             self.engine.execute(render(statements.mark, dialect, values))
 
-    def rollup_key(self, exp_key: str, statements: Statements) -> dict[str, str | int]:
+    def rollup_key(self, exp_key: str, statements: Statements) -> dict[str, Value]:
         """The placeholders naming the experiment and its rollup (one per set of metric definitions)."""
         return {"abr_rollup": f"{exp_key}:{self.catalog.fingerprint(list(statements.layout.names))}",
                 "abr_key": exp_key}
 
-    def next_refresh(self, statements: Statements, key: dict[str, str | int]) -> dict[str, str | int] | None:
-        """What the next refresh binds: each source's watermark and the high mark it reads up to, a fresh attempt
-        id and the next refresh number; None when nothing was loaded since the last one."""
+    def chain(self, statements: Statements, key: dict[str, Value]) -> tuple[str, ...]:
+        """The attempts that count now, as the statements' `abr_chain`."""
+        return _attempts(self._commits(statements, key))
+
+    def next_refresh(self, statements: Statements, key: dict[str, Value]) -> dict[str, Value] | None:
+        """What the next refresh binds: the chain it builds on, each source's watermark and the high mark it reads
+        up to, a fresh attempt id and the next refresh number; None when nothing was loaded since the last one."""
         dialect, sources = self.engine.dialect, statements.rollup.sources
-        marked = {row["source"]: row for row in self.engine.query(render(statements.watermarks, dialect, key))}
-        low: dict[str, str | int] = {f"abr_w_{s}": int(marked[s]["hi"]) if s in marked else NO_WATERMARK
-                                     for s in sources}
+        commits = self._commits(statements, key)
+        head = commits[0] if commits else Commit(0, NO_ATTEMPT, NO_ATTEMPT, {})
+        low: dict[str, Value] = {f"abr_w_{s}": head.watermarks.get(s, NO_WATERMARK) for s in sources}
         found = {row["source"]: row["hi"] for row in self.engine.query(render(statements.highs, dialect, key | low))}
         if all(found.get(s) is None for s in sources):
             return None
         high = {f"abr_h_{s}": int(found[s]) if found.get(s) is not None else low[f"abr_w_{s}"] for s in sources}
-        refresh_no = max((int(row["refresh_no"]) for row in marked.values()), default=0) + 1
+        refresh_no = head.refresh_no + 1
         # led by the refresh number, attempt ids grow as the ledger is appended to: block min/max skip old rows
         attempt = f"{refresh_no:012d}-{uuid.uuid4().hex}"
-        return key | low | high | {"abr_attempt": attempt, "abr_refresh": refresh_no}
+        return key | low | high | {"abr_attempt": attempt, "abr_refresh": refresh_no, "abr_parent": head.attempt,
+                                   "abr_chain": _attempts(commits)}
+
+    def _commits(self, statements: Statements, key: dict[str, Value]) -> list[Commit]:
+        return committed_chain(self.engine.query(render(statements.marks, self.engine.dialect, key)))
 
     def _create(self) -> None:
         with self._guard:
@@ -177,3 +187,8 @@ class WarehouseMetrics:
     def _lock(self, rollup_key: str) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(rollup_key, threading.Lock())
+
+
+def _attempts(commits: list[Commit]) -> tuple[str, ...]:
+    """A chain's attempts for `IN (...)`, never empty."""
+    return (NO_ATTEMPT, *(commit.attempt for commit in commits))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from psycopg import sql
@@ -11,6 +12,9 @@ from psycopg_pool import ConnectionPool
 from abrollout.warehouse.dialects import render
 from abrollout.warehouse.rollup import Table
 from adapters.warehouse.engine import Row
+
+ANALYZE_AFTER_ROWS = 10_000
+_INSERT = re.compile(r"\s*INSERT INTO ((?:\"[^\"]+\"|\w+)(?:\.(?:\"[^\"]+\"|\w+))?)")
 
 SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('abrollout.schema'))"
 """Taken by every transaction that creates abrollout's tables: workers creating the same tables at once would
@@ -32,8 +36,14 @@ class PostgresEngine:
             return cur.fetchall()
 
     def execute(self, statement: str) -> None:
+        """Run it; after an INSERT of many rows, ANALYZE its table: the next statement reads those rows (the fold
+        reads what the stage appended), and with the planner still believing the table small it chose nested loops
+        over a 60k-row stage that ran past the statement timeout."""
         with self._pool.connection() as conn:
-            conn.execute(statement)
+            written = conn.execute(statement).rowcount
+            target = _INSERT.match(statement)
+            if target is not None and written >= ANALYZE_AFTER_ROWS:
+                conn.execute(f"ANALYZE {target.group(1)}")
 
     def create_rollup(self, tables: Sequence[Table]) -> None:
         """Each missing table with a b-tree index on its key (the fold looks up a batch's users in the ledger by

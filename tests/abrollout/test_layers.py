@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[2] / "abrollout"
-LAYERS = ["policy", "ids", "durations", "contracts", "flags", "stats", "warehouse", "plan", "spec", "run", "report"]
+LAYERS = ["policy", "ids", "durations", "contracts", "flags", "stats", "plan", "spec", "warehouse", "run", "report"]
 """Lowest first: a module may import its own room and the rooms before it, never one after it."""
 
 

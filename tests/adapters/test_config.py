@@ -214,7 +214,7 @@ async def test_a_warehouse_is_built_by_name_with_its_catalog_and_closed_with_the
         assert isinstance(metrics, WarehouseMetrics) and isinstance(metrics.engine, FakeEngine)
         engine = metrics.engine
         assert engine.path == Path("/srv/chdb") and engine.sent == ["SELECT 1 AS ok"] and not engine.closed
-        assert "refund_rate" in metrics.catalog.metrics and not metrics.catalog.open_metrics
+        assert "refund_rate" in metrics.catalog.metrics and metrics.catalog.labels is None
         assert (metrics.incremental, metrics.prefix) == (False, "analytics.abr_")
     assert engine.closed
     assert not (tmp_path / "data" / "metrics.duckdb").exists()
@@ -231,7 +231,7 @@ async def test_spark_gets_its_master_and_warehouse_dir_and_chdb_a_default_path(
     assert isinstance(on_spark, WarehouseMetrics) and isinstance(on_chdb, WarehouseMetrics)
     assert isinstance(on_spark.engine, FakeEngine) and isinstance(on_chdb.engine, FakeEngine)
     assert (on_spark.engine.master, on_spark.engine.warehouse_dir) == ("sc://127.0.0.1:15002", Path("/srv/spark"))
-    assert on_chdb.engine.path == tmp_path / "chdb" and on_chdb.catalog.open_metrics  # the built-in catalog
+    assert on_chdb.engine.path == tmp_path / "chdb" and on_chdb.catalog.labels is not None  # the built-in catalog
 
 
 async def test_a_warehouse_failing_its_start_up_check_is_named_without_its_message(

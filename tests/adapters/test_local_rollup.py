@@ -10,6 +10,7 @@ import duckdb
 import numpy as np
 import pytest
 
+from abrollout.warehouse.dialects import Value
 from adapters.local_metrics import LocalMetrics
 from adapters.warehouse.aggregate import Aggregate
 from adapters.warehouse.metrics import WarehouseMetrics
@@ -66,7 +67,7 @@ def test_an_earlier_window_is_answered_by_the_full_statement(tmp_path: Path) -> 
         assert_same(metrics.aggregate(EXP, METRICS, until, ARMS), exact_reference(data, METRICS, until, ARMS))
 
 
-def next_refresh(warehouse: WarehouseMetrics) -> dict[str, str | int]:
+def next_refresh(warehouse: WarehouseMetrics) -> dict[str, Value]:
     statements = warehouse.statements(METRICS)
     values = warehouse.next_refresh(statements, warehouse.rollup_key(EXP, statements))
     assert values is not None, "rows were written since the last refresh"
@@ -139,3 +140,22 @@ def test_a_file_written_before_the_generator_opens_and_answers(tmp_path: Path) -
     with duckdb.connect(str(path)) as con:
         assert not con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'rollup_marks'"
                                ).fetchall()
+
+
+def test_a_late_rival_of_a_refresh_already_built_on_does_not_count(tmp_path: Path) -> None:
+    """Attempt b commits refresh 2 and refresh 3 builds on it; attempt a, which raced b for refresh 2 from the same
+    state, commits only then. Its lesser id does not make it count: the chain runs from the newest refresh back."""
+    metrics = LocalMetrics(tmp_path / "m.duckdb")
+    batches = split(awkward_data(7), 3, 7)
+    metrics.write_rows(EXP, batches[0].rows())
+    metrics.aggregate(EXP, METRICS, 10_000, ARMS)
+    metrics.write_rows(EXP, batches[1].rows())
+    warehouse, statements = metrics.warehouse, metrics.warehouse.statements(METRICS)
+    raced = next_refresh(warehouse)
+    warehouse.fold(statements, raced | {"abr_attempt": f"{raced['abr_refresh']:012d}-b"})
+    metrics.write_rows(EXP, batches[2].rows())
+    assert_same(metrics.aggregate(EXP, METRICS, 10_000, ARMS),  # refresh 3, on b
+                exact_reference(joined(batches), METRICS, 10_000, ARMS))
+    warehouse.fold(statements, raced | {"abr_attempt": f"{raced['abr_refresh']:012d}-a"})
+    assert_same(metrics.aggregate(EXP, METRICS, 10_000, ARMS),
+                exact_reference(joined(batches), METRICS, 10_000, ARMS))

@@ -208,14 +208,14 @@ async def test_batches_in_any_order_fold_to_the_statement_s_statistics(
 async def test_a_refresh_dying_half_way_is_not_counted(stores: tuple[PostgresMetrics, PostgresMetrics],
                                                        postgres: Postgres, database: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker dying after appending the batch's sums (before the users, or before the mark that commits them)
-    leaves rows no read counts; the next refresh folds the batch again."""
+    """A worker dying after staging the batch's users (before the sums), or after the sums (before the mark that
+    commits them), leaves rows no read counts; the next refresh folds the batch again."""
     dsn = postgres.dsn(database)
     first, second, third = split(awkward_data(4), 3, 4)
     load(dsn, EXP, first, 1)
     await assert_exact(stores, first)
     real = stores[0].engine.execute
-    for loaded_at, (batch, dies_before) in enumerate([(second, "abrollout_rollup_users"),
+    for loaded_at, (batch, dies_before) in enumerate([(second, "abrollout_rollup_sums"),
                                                       (third, "abrollout_rollup_marks")], 2):
         def dying(statement: str, table: str = dies_before) -> None:
             if statement.startswith(f"INSERT INTO {table}"):
@@ -230,8 +230,9 @@ async def test_a_refresh_dying_half_way_is_not_counted(stores: tuple[PostgresMet
         with psycopg.connect(dsn) as conn:
             [(attempts, marked)] = conn.execute(
                 "SELECT count(DISTINCT attempt), (SELECT count(DISTINCT attempt) FROM abrollout_rollup_marks) "
-                "FROM abrollout_rollup_sums").fetchall()
-        assert attempts > marked, "the dead refresh's sums are there, and must not count"
+                "FROM (SELECT attempt FROM abrollout_rollup_users UNION SELECT attempt FROM abrollout_rollup_sums) "
+                "AS written").fetchall()
+        assert attempts > marked, "the dead refresh's rows are there, and must not count"
         await assert_exact(stores, joined([first, second, third][:loaded_at]))
 
 
@@ -263,12 +264,7 @@ def stalled_refresh(store: PostgresMetrics, monkeypatch: pytest.MonkeyPatch, ran
             worker.join(timeout=60)
 
 
-CORE_RACE = "core rollup (abrollout/warehouse/rollup.py), see the i19-postgres report: "
-
-
-@pytest.mark.parametrize("stalled_wins", [False, pytest.param(True, marks=pytest.mark.xfail(
-    strict=True, reason=CORE_RACE + "fold_sums reads the ledger of every committed attempt, including a racing "
-    "attempt of its own refresh number that it then outranks"))])
+@pytest.mark.parametrize("stalled_wins", [False, True])
 async def test_two_workers_refreshing_at_once_count_the_batch_once(
         stores: tuple[PostgresMetrics, PostgresMetrics], postgres: Postgres, database: str,
         monkeypatch: pytest.MonkeyPatch, stalled_wins: bool) -> None:
@@ -286,8 +282,6 @@ async def test_two_workers_refreshing_at_once_count_the_batch_once(
     await assert_exact(stores, joined([first, second]))
 
 
-@pytest.mark.xfail(strict=True, reason=CORE_RACE + "a refresh number's winner can change after a later refresh "
-                   "was built on the attempt that then loses")
 async def test_a_refresh_built_on_a_racing_attempt_stays_exact(
         stores: tuple[PostgresMetrics, PostgresMetrics], postgres: Postgres, database: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
