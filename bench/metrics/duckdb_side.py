@@ -93,7 +93,7 @@ class DuckDBBench:
     def fetch(self, sql: str) -> Iterable[tuple[Any, ...]]:
         return _stream(self._con.cursor(), sql)
 
-    def explain(self, rows: Rows, until: int) -> list[list[str]]:
+    def explain(self, rows: Rows, until: int) -> list[tuple[str, list[str]]]:
         """One more check, after `rows`, with each of its statements profiled (EXPLAIN ANALYZE), in order."""
         self.append(rows)
         profiling = Profiling(self.metrics.engine, self._con)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.metrics.chdb_side import ChdbSide
 from bench.metrics.duckdb_side import DuckDBBench
 from bench.metrics.measure import Bench
 from bench.metrics.postgres_side import PostgresSide
@@ -28,4 +29,4 @@ class DuckDBSide:
         pass
 
 
-SIDES: dict[str, type[Side]] = {"duckdb": DuckDBSide, "postgres": PostgresSide}
+SIDES: dict[str, type[Side]] = {"duckdb": DuckDBSide, "postgres": PostgresSide, "clickhouse": ChdbSide}

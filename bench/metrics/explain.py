@@ -20,7 +20,8 @@ class Profiling:
     def __init__(self, inner: Engine, con: duckdb.DuckDBPyConnection) -> None:
         self.inner, self._con = inner, con
         self.name, self.dialect = inner.name, inner.dialect
-        self.profiles: list[list[str]] = []
+        self.profiles: list[tuple[str, list[str]]] = []
+        """Each statement as it ran, with its profile."""
 
     def query(self, sql: str) -> list[Row]:
         rows = self.inner.query(sql)
@@ -32,7 +33,7 @@ class Profiling:
 
     def _profile(self, sql: str) -> None:
         with self._con.cursor() as cur:
-            self.profiles.append(duckdb_profile(cur, sql))
+            self.profiles.append((sql, duckdb_profile(cur, sql)))
 
     def create_rollup(self, tables: Sequence[Table]) -> None:
         self.inner.create_rollup(tables)

@@ -4,6 +4,7 @@ integer."""
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 from collections.abc import Iterable, Sequence
@@ -19,8 +20,24 @@ from bench.metrics.baseline import timed_baseline
 from bench.metrics.data import ARMS, EXP, HORIZON, METRICS, Traffic
 from bench.metrics.exact import Exact, difference, exact
 
-STEPS = ("watermarks", "highs", "stage", "bounds", "fold sums", "mark", "read")
-"""A check's statements, in the order `WarehouseMetrics.refresh` runs them when there is something to fold."""
+ROLES = ("marks", "highs", "stage", "bounds", "fold sums", "mark", "read")
+"""What a check's statements do, in the order a refresh first runs them (`role` tells them apart)."""
+_WRITES = {"users": "stage", "sums": "fold sums", "marks": "mark"}
+
+
+def role(sql: str, prefix: str) -> str:
+    """A check's statement by what it does, from the rollup tables (`prefix` + marks, users, sums) it appends to
+    or reads: the statements' text and order change as the rollup evolves; these roles have not."""
+    kinds = ("marks", "users", "sums")
+    written = re.match(rf"\s*INSERT INTO {re.escape(prefix)}(\w+)", sql)
+    if written:
+        return _WRITES.get(written.group(1), f"append to {written.group(1)}")
+    read = {kind for kind in kinds if re.search(rf"\b{re.escape(prefix)}{kind}\b", sql)}
+    if not read:
+        return "highs"  # the new rows' loaded_at, in the source tables
+    if read == {"marks"}:
+        return "marks"
+    return "read" if "sums" in read else "bounds"
 
 
 class Bench(Protocol):
@@ -134,7 +151,7 @@ def measure(bench: Bench, traffic: Traffic, runs: int, load: float, python: bool
             fulls.append(full_seconds)
             steps.append(calls)
     measured.check, measured.full = Timing.of(checks), Timing.of(fulls)
-    measured.steps = _steps(steps, checks)
+    measured.steps = _steps(steps, checks, metrics.prefix)
     if python:
         measured.python, baseline = timed_baseline(bench.fetch, Traffic.until(runs))
         _compare(measured, "the Python baseline", baseline, reference)
@@ -164,10 +181,17 @@ def _compare(measured: Measured, what: str, ours: Exact, reference: Exact) -> No
         measured.problems.append(f"{what}: not the full statement's answer: {difference(ours, reference)}")
 
 
-def _steps(calls: list[list[tuple[str, float]]], totals: list[float]) -> dict[str, float]:
-    """Median seconds per statement over the measured checks, and the rest of the check (Python: rendering,
-    building the answer)."""
-    found = {name: statistics.median(run[i][1] for run in calls) for i, name in enumerate(STEPS)
-             if all(len(run) == len(STEPS) for run in calls)}
+def _steps(calls: list[list[tuple[str, float]]], totals: list[float], prefix: str) -> dict[str, float]:
+    """Median seconds per role over the measured checks (a role's statements summed within a check), and the rest
+    of the check (Python: rendering, building the answer)."""
+    per_check = []
+    for run in calls:
+        spent: dict[str, float] = {}
+        for sql, seconds in run:
+            spent[role(sql, prefix)] = spent.get(role(sql, prefix), 0.0) + seconds
+        per_check.append(spent)
+    names = sorted({name for spent in per_check for name in spent},
+                   key=lambda name: ROLES.index(name) if name in ROLES else len(ROLES))
+    found = {name: statistics.median(spent.get(name, 0.0) for spent in per_check) for name in names}
     rest = [total - sum(seconds for _, seconds in run) for run, total in zip(calls, totals, strict=True)]
     return found | {"the rest": statistics.median(rest)}
