@@ -33,7 +33,7 @@ def targets(m: Measured) -> list[tuple[str, bool]]:
 
 
 def table(results: Sequence[Measured]) -> list[str]:
-    header = (f"{'engine':<11}{'rows':>5}{'load s':>8}{'fold s':>8}{'check ms':>10}{'best':>7}{'runs':>5}"
+    header = (f"{'engine':<11}{'rows':>5}{'load s':>8}{'fold s':>8}{'check ms':>10}{'best':>10}{'runs':>5}"
               f"{'full s':>9}{'Python s':>10}{'Py/full':>9}{'Py/check':>10}  {'same ints':<10}{'target':<34}result")
     lines = [header, "-" * len(header)]
     for m in results:
@@ -48,7 +48,7 @@ def table(results: Sequence[Measured]) -> list[str]:
         target = " and ".join(f"{name}{'' if passed else ' (missed)'}" for name, passed in met) or "-"
         lines.append(
             f"{m.engine:<11}{size(m.rows):>5}{m.load:>8.1f}{m.fold:>8.2f}"
-            + (f"{check.median * 1e3:>10.1f}{check.best * 1e3:>7.1f}{check.runs:>5}" if check else f"{'-':>22}")
+            + (f"{check.median * 1e3:>10,.1f}{check.best * 1e3:>10,.1f}{check.runs:>5}" if check else f"{'-':>25}")
             + f"{full:>9}{python:>10}{by_full:>9}{by_check:>10}  {'NO' if m.problems else 'yes':<10}"
             f"{target:<34}{verdict}")
     return lines
