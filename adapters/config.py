@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from abrollout.warehouse.catalog import BUILT_IN
+from abrollout.warehouse.catalog import BUILT_IN, Catalog
 from adapters.composite_metrics import CompositeMetrics
 from adapters.local_dashboards import LocalDashboards
 from adapters.local_flags import LocalFlags
@@ -287,9 +287,6 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
     config chose are opened (no SQLite or DuckDB file beside Unleash or PostgreSQL)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     choice = config.adapters
-    if config.warehouse.metrics and choice.metrics not in WAREHOUSES:
-        raise AdapterConfigError(f"[warehouse] metrics is read by metrics = {' | '.join(WAREHOUSES)}; metrics = "
-                                 f"{choice.metrics} reads its own tables: remove it, or choose a warehouse")
     flags: FlagProvider
     if choice.flags == "unleash":
         token = _secret(secrets, "unleash_token", "flags = unleash")
@@ -309,12 +306,13 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
 
         warehouse = PostgresMetrics(dsn, _tables(config), flags=flags if simulate else None, simulate=simulate,
                                     wrap_store=_mirror(config, stack) if simulate else None,
-                                    rollup=config.postgres.rollup)
+                                    rollup=config.postgres.rollup, catalog=_catalog(config))
         metrics = await _checked(stack, warehouse, config.postgres.create_tables)
     elif choice.metrics in WAREHOUSES:
         metrics = await _warehouse(config, data_dir, secrets, stack)
     else:
-        metrics = LocalMetrics(data_dir / "metrics.duckdb", flags=flags if simulate else None)
+        metrics = LocalMetrics(data_dir / "metrics.duckdb", flags=flags if simulate else None,
+                               catalog=_catalog(config) or BUILT_IN)
     if choice.registry == "postgres":
         from adapters.postgres_registry import PostgresRegistry
 
@@ -335,6 +333,11 @@ async def build_adapters(config: WorkerConfig, data_dir: Path, secrets: Mapping[
                     tsdb=tsdb)
 
 
+def _catalog(config: WorkerConfig) -> Catalog | None:
+    """The metrics file `[warehouse] metrics` names, read and checked; None without one."""
+    return load_catalog(Path(config.warehouse.metrics)) if config.warehouse.metrics else None
+
+
 def metrics_dialect(choice: str) -> str:
     """The SQL dialect of a metrics choice's statements (the embedded store is DuckDB)."""
     return "duckdb" if choice == "local" else choice
@@ -345,7 +348,7 @@ async def _warehouse(config: WorkerConfig, data_dir: Path, secrets: Mapping[str,
     """The configured warehouse as the metrics source: its engine (connected, closed with the worker, and
     checked with one trivial statement) and the metrics catalog."""
     settings = config.warehouse
-    catalog = load_catalog(Path(settings.metrics)) if settings.metrics else BUILT_IN
+    catalog = _catalog(config) or BUILT_IN
     name = config.adapters.metrics
     try:
         engine = await asyncio.to_thread(_engine, config, data_dir, secrets)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from abrollout.warehouse.catalog import BUILT_IN, Catalog
 from adapters.protocols import MetricsSnapshot, Registered
 from adapters.simulator import Exposures, FlagReader, MetricEvents, PrePeriod, Rows, Simulator
 from adapters.warehouse.aggregate import Aggregate
@@ -60,12 +61,14 @@ class LocalMetrics:
 
     name = "local"
 
-    def __init__(self, path: Path, flags: FlagReader | None = None) -> None:
+    def __init__(self, path: Path, flags: FlagReader | None = None, catalog: Catalog = BUILT_IN) -> None:
+        """`catalog`: the metric definitions over the store's tables (a metrics file; by default every metric a
+        label of metric_events)."""
         self._con = duckdb.connect(str(path))
         self._con.execute(_SCHEMA)
         for statement in _UPGRADE:
             self._con.execute(statement)
-        self.warehouse = WarehouseMetrics(DuckDBEngine(self._con))
+        self.warehouse = WarehouseMetrics(DuckDBEngine(self._con), catalog)
         self._simulator = Simulator(self, flags) if flags is not None else None
 
     def close(self) -> None:

@@ -247,10 +247,11 @@ class PostgresMetrics:
     def __init__(self, dsn: str, tables: WarehouseTables = WarehouseTables(), flags: FlagReader | None = None,
                  simulate: bool = False, max_pool: int = 8, *, timeout: float = 30.0,
                  statement_timeout: float = 240.0, wrap_store: Callable[[HourStore], HourStore] | None = None,
-                 rollup: bool = False) -> None:
+                 rollup: bool = False, catalog: Catalog | None = None) -> None:
         """`wrap_store` lets the simulator write through another store too (e.g. a Prometheus mirror). `rollup`:
         keep the generator's rollup in abrollout's own tables here (`abrollout_rollup_*`, in the role's current
-        schema; created when missing) and answer checks from it where it holds the window."""
+        schema; created when missing) and answer checks from it where it holds the window. `catalog`: metric
+        definitions (a metrics file) instead of the configured tables' labels."""
         self.tables = tables
         self.rollup = rollup
         # JIT off: the statement's joins of per-user aggregates are estimated far above their size, so the server
@@ -260,7 +261,8 @@ class PostgresMetrics:
         self._db = Database(dsn, 0, max_pool, timeout, statement_timeout, settings=("jit=off",))
         self._pool = self._db.sync_pool(max_size=max_pool)
         self.engine = PostgresEngine(self._pool)
-        self.warehouse = WarehouseMetrics(self.engine, tables.catalog(), incremental=rollup, prefix=ROLLUP_PREFIX)
+        self.warehouse = WarehouseMetrics(self.engine, catalog or tables.catalog(), incremental=rollup,
+                                          prefix=ROLLUP_PREFIX)
         store: HourStore = wrap_store(self) if wrap_store else self
         self._simulator = Simulator(store, flags) if simulate and flags is not None else None
 

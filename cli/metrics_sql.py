@@ -69,8 +69,7 @@ def checked_catalog(args: argparse.Namespace, spec: ExperimentSpec, warehouse: W
 
 
 def statement(choice: CatalogChoice, plan: ExperimentPlan, dialect: str, prometheus: bool) -> str:
-    """The full statement of a check at the duration cap, as the worker renders it: the metrics keyed in the
-    order adapters/warehouse/metrics.py keys its statements (sorted, once each)."""
-    names = tuple(sorted(set(checked_metrics(plan, prometheus))))
-    return render(statistics_template(Layout(choice.catalog, names)), dialect,
+    """The full statement of a check at the duration cap, as the worker renders it."""
+    layout = Layout.keyed(choice.catalog, checked_metrics(plan, prometheus))
+    return render(statistics_template(layout), dialect,
                   {"abr_key": plan.exp_key, "abr_until": plan.max_duration_seconds})

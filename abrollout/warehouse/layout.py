@@ -6,6 +6,7 @@ Shared by the full statement and the incremental rollup, so that both read the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -31,6 +32,12 @@ class Layout:
 
     catalog: Catalog
     names: tuple[str, ...]
+
+    @classmethod
+    def keyed(cls, catalog: Catalog, metrics: Sequence[str]) -> Layout:
+        """The layout a metrics source keys its statements and rollup by: the metrics sorted, each once, so the
+        order a check names them in never makes a second rollup."""
+        return cls(catalog, tuple(sorted(set(metrics))))
 
     @cached_property
     def definitions(self) -> tuple[MetricDefinition, ...]:

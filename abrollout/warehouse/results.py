@@ -64,8 +64,8 @@ class ArmSums:
 
 
 def from_statement(rows: Sequence[Mapping[str, Any]], layout: Layout) -> ArmSums:
-    """The full statement's rows: one per arm (sums as decimal text), and one without an arm carrying the latest
-    exposure's and each metric's latest event's time."""
+    """The full statement's rows: one per arm (sums as decimal text), and one without an arm for users with rows
+    but no exposure; each row carries its users' latest exposure and events and their covariate rows."""
     n: dict[str, int] = {}
     pre_n: dict[tuple[str, str], int] = {}
     sums: dict[tuple[str, str], dict[str, int]] = {}
@@ -76,7 +76,7 @@ def from_statement(rows: Sequence[Mapping[str, Any]], layout: Layout) -> ArmSums
         for i, name in enumerate(layout.metrics):
             _later(latest, name, row.get(f"latest_{i}"))
             if row.get(f"covariates_{i}") is not None:
-                covariate_rows[name] = _int(row[f"covariates_{i}"])
+                covariate_rows[name] = covariate_rows.get(name, 0) + _int(row[f"covariates_{i}"])
         if row["arm"] is None:
             continue
         arm = str(row["arm"])

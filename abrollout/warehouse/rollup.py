@@ -33,12 +33,13 @@ _TERMS = ("sum", "sum_sq", "pre_sum", "pre_sum_sq", "pre_sum_product", "denom_su
 
 @dataclass(frozen=True)
 class Table:
-    """One of the rollup's tables: its name and columns (types in the source dialect), and the columns an
-    engine should order or index it by."""
+    """One of the rollup's tables: its name and columns (types in the source dialect), the columns an engine should
+    order or index it by, and other column lists it is looked up by (worth an index where the engine has them)."""
 
     name: str
     columns: tuple[tuple[str, str], ...]
     key: tuple[str, ...]
+    lookups: tuple[tuple[str, ...], ...] = ()
 
     def create(self) -> str:
         body = ", ".join(f"{column} {kind}" for column, kind in self.columns)
@@ -53,7 +54,7 @@ def tables(prefix: str) -> tuple[Table, Table, Table]:
                   ("rollup_key", "refresh_no"))
     users = Table(prefix + "users", (("rollup_key", text), ("attempt", text), ("user_id", text), ("arm", text),
                                      ("metric", text), ("y", whole), ("x", whole), ("nx", whole), ("t", "BIGINT")),
-                  ("rollup_key", "user_id"))
+                  ("rollup_key", "user_id"), lookups=(("rollup_key", "attempt"),))
     sums = Table(prefix + "sums", (("rollup_key", text), ("attempt", text), ("arm", text), ("metric", text),
                                    ("n", whole), ("pn", whole),
                                    *((column, f"{EXACT} NOT NULL") for column in SUM_COLUMNS), ("latest", "BIGINT")),
@@ -193,12 +194,13 @@ class RollupStatements:
         touches skips the ledger's older blocks by their min/max."""
         layout, users = self.layout, tables(self.prefix)[1]
         covariates = {i for scan in layout.covariate_scans for i in scan.members}
-        rows = [f"SELECT {ROLLUP}, {ATTEMPT}, user_id, arm, '', 0, 0, 0, latest FROM batch WHERE latest IS NOT NULL"]
+        rows = [_row(users, [ROLLUP, ATTEMPT, "user_id", "arm", "''", "0", "0", "0", "latest"],
+                     "batch WHERE latest IS NOT NULL")]
         for i, metric in enumerate(layout.metrics):
             x, nx = (f"COALESCE(x{i}, 0)", f"COALESCE(nx{i}, 0)") if i in covariates else ("0", "0")
             present = f"y{i} IS NOT NULL" + (f" OR nx{i} > 0" if i in covariates else "")
-            rows.append(f"SELECT {ROLLUP}, {ATTEMPT}, user_id, '', {string(metric)}, COALESCE(y{i}, 0), {x}, {nx}, "
-                        f"t{i} FROM batch WHERE {present}")
+            rows.append(_row(users, [ROLLUP, ATTEMPT, "user_id", "''", string(metric), f"COALESCE(y{i}, 0)", x, nx,
+                                     f"t{i}"], f"batch WHERE {present}"))
         union = "\nUNION ALL\n".join(rows)
         return f"INSERT INTO {users.name}\nWITH {self._batch()}\n{union}\nORDER BY 3"
 
@@ -211,8 +213,8 @@ class RollupStatements:
     def mark(self, sources: tuple[str, ...]) -> str:
         """The commit: one marks row per source, at its high mark."""
         marks = tables(self.prefix)[0].name
-        rows = [f"SELECT {ROLLUP}, {REFRESH}, {ATTEMPT}, {PARENT}, {string(sid)}, {placeholder('abr_h_' + sid)}"
-                for sid in sources]
+        rows = [_row(tables(self.prefix)[0], [ROLLUP, REFRESH, ATTEMPT, PARENT, string(sid),
+                                              placeholder("abr_h_" + sid)]) for sid in sources]
         return f"INSERT INTO {marks}\n" + "\nUNION ALL\n".join(rows)
 
     def read(self) -> str:
@@ -276,4 +278,11 @@ def _sums_row(arm: str, metric: str, n: str, pn: str, sums: list[str], latest: s
     not given), latest."""
     exact = [f"CAST({value} AS {EXACT})" for value in (sums or ["0"] * len(SUM_COLUMNS))]
     values = [ROLLUP, ATTEMPT, arm, metric, n, pn, *exact, latest or "CAST(NULL AS BIGINT)"]
-    return f"SELECT {', '.join(values)} FROM {origin}"
+    return _row(tables("")[2], values, origin)
+
+
+def _row(table: Table, values: list[str], origin: str = "") -> str:
+    """A SELECT of one row of `table` per row of `origin`, each value named as its column (ClickHouse refuses a
+    union whose unnamed literals share a name)."""
+    named = ", ".join(f"{value} AS {column}" for value, (column, _) in zip(values, table.columns, strict=True))
+    return f"SELECT {named}" + (f" FROM {origin}" if origin else "")

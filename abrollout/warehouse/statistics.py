@@ -24,25 +24,27 @@ def statistics_template(layout: Layout) -> str:
     ctes = [("exposed", exposure_scan(layout, window))]
     ctes += [(scan.sid, metric_scan(layout, scan, window)) for scan in layout.scans]
     ctes += [(scan.sid, covariate_scan(layout, scan, window)) for scan in layout.covariate_scans]
-    joins = "".join(f"\n    LEFT JOIN {scan.sid} ON {scan.sid}.user_id = exposed.user_id"
-                    for scan in (*layout.scans, *layout.covariate_scans))
-    per_user = ["exposed.arm", *_per_user_columns(layout)]
-    sums = [column for i in range(len(layout.metrics)) for column in arm_sums(layout, i)]
-    latest = ["(SELECT MAX(latest) FROM exposed) AS latest_e"]
-    latest += [f"(SELECT MAX(t{i}) FROM {scan.sid}) AS latest_{i}" for scan in layout.scans for i in scan.members]
-    latest += [f"(SELECT SUM(nx{i}) FROM {scan.sid}) AS covariates_{i}" for scan in layout.covariate_scans
+    scans = [scan.sid for scan in (*layout.scans, *layout.covariate_scans)]
+    joins = "".join(f"\n    FULL JOIN {sid} ON {sid}.user_id = "
+                    f"{_first_of([f'{earlier}.user_id' for earlier in ['exposed', *scans[:k]]])}"
+                    for k, sid in enumerate(scans))
+    latest = [("exposed.latest", "latest_e", "MAX")]
+    latest += [(f"{scan.sid}.t{i}", f"latest_{i}", "MAX") for scan in layout.scans for i in scan.members]
+    latest += [(f"{scan.sid}.nx{i}", f"covariates_{i}", "SUM") for scan in layout.covariate_scans
                for i in scan.members]
-    latest_names = [column.rsplit(" AS ", 1)[1] for column in latest]
-    per_arm = ["arm", "COUNT(*) AS n", *(f"CAST(NULL AS BIGINT) AS {name}" for name in latest_names), *sums]
-    fresh = ["CAST(NULL AS VARCHAR) AS arm", "0 AS n", *latest,
-             *(f"CAST(NULL AS {'BIGINT' if column.startswith('CAST(COUNT') else 'VARCHAR'}) AS "
-               f"{column.rsplit(' AS ', 1)[1]}" for column in sums)]
+    per_user = ["exposed.arm", *(f"{column} AS {name}" for column, name, _ in latest), *_per_user_columns(layout)]
+    per_arm = ["arm", "COUNT(*) AS n", *(f"{how}({name}) AS {name}" for _, name, how in latest),
+               *(column for i in range(len(layout.metrics)) for column in arm_sums(layout, i))]
     definitions = ",\n".join(f"{name} AS (\n{body}\n)" for name, body in ctes)
-    return (f"-- per-arm sufficient statistics of a window, values in units of 1/{VALUE_SCALE}; the row without an "
-            "arm carries the latest times and the covariate rows\n"
+    return (f"-- per-arm sufficient statistics of a window, values in units of 1/{VALUE_SCALE}; the arm-NULL row is "
+            "users with rows but no exposure in the window: it counts only for the latest times and covariate rows\n"
             f"WITH {definitions},\nper_user AS (\nSELECT {', '.join(per_user)}\nFROM exposed{joins}\n)\n"
-            f"SELECT {', '.join(per_arm)}\nFROM per_user\nGROUP BY arm\n"
-            f"UNION ALL\nSELECT {', '.join(fresh)}\nORDER BY arm")
+            f"SELECT {', '.join(per_arm)}\nFROM per_user\nGROUP BY arm\nORDER BY arm")
+
+
+def _first_of(columns: list[str]) -> str:
+    """The first non-NULL of `columns` (a FULL JOIN's user, from whichever side has one)."""
+    return columns[0] if len(columns) == 1 else f"COALESCE({', '.join(columns)})"
 
 
 def _per_user_columns(layout: Layout) -> list[str]:

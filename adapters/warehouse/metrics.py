@@ -100,11 +100,11 @@ class WarehouseMetrics:
                       {"abr_key": exp_key, "abr_until": int(until_seconds)})
 
     def statements(self, metrics: Sequence[str]) -> Statements:
-        names = tuple(sorted(set(metrics)))
+        layout = Layout.keyed(self.catalog, metrics)
         with self._guard:
-            if names not in self._statements:
-                self._statements[names] = Statements(Layout(self.catalog, names), self.prefix)
-            return self._statements[names]
+            if layout.names not in self._statements:
+                self._statements[layout.names] = Statements(layout, self.prefix)
+            return self._statements[layout.names]
 
     def aggregate(self, exp_key: str, metrics: Sequence[str], until_seconds: int,
                   arms: Sequence[str] = ()) -> Aggregate:

@@ -46,12 +46,14 @@ class PostgresEngine:
                 conn.execute(f"ANALYZE {target.group(1)}")
 
     def create_rollup(self, tables: Sequence[Table]) -> None:
-        """Each missing table with a b-tree index on its key (the fold looks up a batch's users in the ledger by
-        rollup key and user). Tables that exist are left alone: a role given only SELECT and INSERT on them, not
+        """Each missing table with a b-tree index on its key and on each of its lookups (the fold looks up a
+        batch's users in the ledger by rollup key and user, and its own staged rows by rollup key and attempt).
+        Tables that exist are left alone: a role given only SELECT and INSERT on them, not
         their ownership, may not even run CREATE INDEX IF NOT EXISTS on them."""
         for table in tables:
-            index = f"CREATE INDEX {_index_name(table)} ON {_quoted(table.name)} ({', '.join(table.key)})"
-            self.create([render(table.create(), self.dialect, {}), index], unless_exists=table.name)
+            indexes = [f"CREATE INDEX {_index_name(table, key)} ON {_quoted(table.name)} ({', '.join(key)})"
+                       for key in (table.key, *table.lookups)]
+            self.create([render(table.create(), self.dialect, {}), *indexes], unless_exists=table.name)
 
     def create(self, statements: Sequence[str], unless_exists: str | None = None) -> None:
         """Run DDL in one transaction under the schema lock; nothing if table `unless_exists` is there (looked up
@@ -74,5 +76,5 @@ def _quoted(name: str) -> str:
     return sql.Identifier(*name.split(".")).as_string()
 
 
-def _index_name(table: Table) -> str:
-    return sql.Identifier("_".join([table.name.split(".")[-1], "by", *table.key])).as_string()
+def _index_name(table: Table, key: tuple[str, ...]) -> str:
+    return sql.Identifier("_".join([table.name.split(".")[-1], "by", *key])).as_string()

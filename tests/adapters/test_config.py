@@ -14,6 +14,7 @@ import pytest
 
 import adapters.config
 from adapters.config import SECRET_VARIABLES, WorkerConfig, build_adapters, load_config, load_secrets, load_toml
+from adapters.local_metrics import LocalMetrics
 from adapters.protocols import AdapterConfigError
 from adapters.warehouse.metrics import WarehouseMetrics
 from adapters.warehouse.vendors import CLIENTS
@@ -220,6 +221,15 @@ async def test_a_warehouse_is_built_by_name_with_its_catalog_and_closed_with_the
     assert not (tmp_path / "data" / "metrics.duckdb").exists()
 
 
+async def test_the_embedded_store_reads_the_configured_metrics_file(tmp_path: Path) -> None:
+    config = _warehouse_config(tmp_path, f'[warehouse]\nmetrics = "{ROOT / "examples" / "metrics.yaml"}"\n')
+    async with AsyncExitStack() as stack:
+        metrics = (await build_adapters(config, tmp_path / "data", {}, stack)).metrics
+        assert isinstance(metrics, LocalMetrics)
+        assert "refund_rate" in metrics.warehouse.catalog.metrics and metrics.warehouse.catalog.labels is None
+        metrics.close()
+
+
 async def test_spark_gets_its_master_and_warehouse_dir_and_chdb_a_default_path(
         tmp_path: Path, engine_modules: None) -> None:
     spark = _warehouse_config(tmp_path, '[adapters]\nmetrics = "spark"\n[warehouse.spark]\nmaster = '
@@ -252,7 +262,6 @@ async def test_a_warehouse_failing_its_start_up_check_is_named_without_its_messa
      r"metrics = snowflake \(without ABROLLOUT_SNOWFLAKE_PRIVATE_KEY\) needs ABROLLOUT_SNOWFLAKE_PASSWORD"),
     ('[adapters]\nmetrics = "bigquery"\n[warehouse.bigquery]\nproject = "p"\ndataset = "d"\n',
      r"google-cloud-bigquery client, which is not installed: pip install 'abrollout\[bigquery\]'"),
-    ('[warehouse]\nmetrics = "metrics.yaml"\n', r"\[warehouse\] metrics is read by metrics = clickhouse"),
 ])
 async def test_a_warehouse_missing_a_setting_a_secret_or_its_client_stops_the_worker_naming_it(
         tmp_path: Path, text: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:

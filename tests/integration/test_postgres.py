@@ -308,7 +308,7 @@ async def test_workers_creating_the_rollup_at_once_all_succeed(postgres: Postgre
             list(pool.map(lambda store: store.engine.create_rollup(rollup_tables("abrollout_rollup_")),
                           (one, two, one, two), timeout=60))
     assert postgres.psql("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'abrollout_rollup_%_by_%'",
-                         database) == "3\n"
+                         database) == "4\n"
 
 
 async def test_the_largest_values_sum_exactly(stores: tuple[PostgresMetrics, PostgresMetrics], postgres: Postgres,
@@ -367,6 +367,7 @@ async def test_the_rollup_looks_a_batch_s_users_up_in_its_ledger_by_index(
     with psycopg.connect(dsn) as conn:
         plan = "\n".join(line for (line,) in conn.execute(f"EXPLAIN {fold_sums}").fetchall())
     assert "using abrollout_rollup_users_by_rollup_key_user_id on abrollout_rollup_users" in plan
+    assert "abrollout_rollup_users_by_rollup_key_attempt" in plan  # its own staged rows, by index too
     assert "Seq Scan on abrollout_rollup_users" not in plan
 
 

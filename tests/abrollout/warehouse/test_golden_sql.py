@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlglot
 
-from abrollout.warehouse.dialects import DIALECTS, render, sqlglot_dialect
+from abrollout.warehouse.dialects import DIALECTS, Value, render, sqlglot_dialect
 from abrollout.warehouse.layout import Layout
 from abrollout.warehouse.rollup import RollupStatements
 from abrollout.warehouse.statistics import statistics_template
@@ -32,15 +32,21 @@ METRICS = ("annual_conversion", "refund_rate", "revenue_per_user")
 CATALOG = load_catalog(ROOT / "examples" / "metrics.yaml")
 LAYOUT = Layout(CATALOG, METRICS)
 ROLLUP = RollupStatements(LAYOUT)
-KEY: dict[str, str | int] = {"abr_key": EXPERIMENT, "abr_rollup": f"{EXPERIMENT}:{CATALOG.fingerprint(list(METRICS))}"}
-REFRESH: dict[str, str | int] = {"abr_attempt": "golden-attempt", "abr_refresh": 3,
-           **{f"abr_w_{source}": 10 for source in ROLLUP.sources},
-           **{f"abr_h_{source}": 20 for source in ROLLUP.sources}}
+KEY: dict[str, Value] = {"abr_key": EXPERIMENT, "abr_rollup": f"{EXPERIMENT}:{CATALOG.fingerprint(list(METRICS))}",
+                         "abr_chain": ("", "000000000002-golden", "000000000001-golden")}
+REFRESH: dict[str, Value] = {"abr_attempt": "000000000003-golden", "abr_refresh": 3,
+                             "abr_parent": "000000000002-golden", "abr_lo": "u00001", "abr_hi": "u99999",
+                             **{f"abr_w_{source}": 10 for source in ROLLUP.sources},
+                             **{f"abr_h_{source}": 20 for source in ROLLUP.sources}}
 
 STATEMENTS: dict[str, Callable[[str], str]] = {
     "statistics": lambda d: render(statistics_template(LAYOUT), d, {"abr_key": EXPERIMENT, "abr_until": 28 * 86400}),
+    "marks": lambda d: render(ROLLUP.marks(), d, KEY),
+    "highs": lambda d: render(ROLLUP.highs(), d, KEY | REFRESH),
+    "stage": lambda d: render(ROLLUP.fold_users(), d, KEY | REFRESH),
+    "bounds": lambda d: render(ROLLUP.bounds(), d, KEY | REFRESH),
     "fold_sums": lambda d: render(ROLLUP.fold_sums(), d, KEY | REFRESH),
-    "fold_users": lambda d: render(ROLLUP.fold_users(), d, KEY | REFRESH),
+    "mark": lambda d: render(ROLLUP.mark(ROLLUP.sources), d, KEY | REFRESH),
     "read": lambda d: render(ROLLUP.read(), d, KEY),
 }
 CASES = [(dialect, name) for dialect in DIALECTS for name in STATEMENTS]

@@ -211,13 +211,13 @@ class DiesAt:
 
 
 def assert_dead_refresh_never_counts(engine: LoadingEngine, store: Path, dies_at: str, seed: int = 4) -> None:
-    """A refresh that died at its INSERT into `dies_at` (`users`: after its sums; `marks`: after its sums and
-    ledger rows, before its commit) is not counted, and the next refresh folds the same rows once."""
+    """A refresh that died at its INSERT into `dies_at` (`sums`: after staging its ledger rows; `marks`: after its
+    ledger rows and sums, before its commit) is not counted, and the next refresh folds the same rows once."""
     exp, names, prefix = f"dies-{seed}-{dies_at}", ["revenue", "clicks"], "abrollout_rollup_"
     marks, users, sums = tables(prefix)
     local = LocalMetrics(store)
     healthy = WarehouseMetrics(engine, prefix=prefix)
-    dying = WarehouseMetrics(DiesAt(engine, {"users": users, "marks": marks}[dies_at]), prefix=prefix)
+    dying = WarehouseMetrics(DiesAt(engine, {"sums": sums, "marks": marks}[dies_at]), prefix=prefix)
     parts = batches(awkward_data(seed))
     for loaded_at, (part, refresh) in enumerate(zip(parts, (healthy, dying, healthy), strict=True), start=1):
         engine.load_batches(exp, [(part.rows(), loaded_at)])
@@ -226,7 +226,7 @@ def assert_dead_refresh_never_counts(engine: LoadingEngine, store: Path, dies_at
             refresh.refresh(exp, names)
         except Died:
             attempts = f"SELECT COUNT(DISTINCT attempt) AS n FROM {{}} WHERE rollup_key LIKE '{exp}:%'"
-            assert int(engine.query(attempts.format(sums.name))[0]["n"]) == 2  # the dead attempt's rows are there
+            assert int(engine.query(attempts.format(users.name))[0]["n"]) == 2  # the dead attempt's rows are there
             assert int(engine.query(attempts.format(marks.name))[0]["n"]) == 1  # but only the first committed
         else:
             assert refresh is healthy, "the refresh should have died"

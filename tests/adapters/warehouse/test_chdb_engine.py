@@ -58,7 +58,7 @@ def test_a_plain_int64_sum_of_those_squares_would_wrap_silently(engine: ChdbEngi
     assert int(row["s"]) != exact
 
 
-@pytest.mark.parametrize("dies_at", ["users", "marks"])
+@pytest.mark.parametrize("dies_at", ["sums", "marks"])
 def test_a_refresh_that_dies_half_way_is_never_counted(engine: ChdbEngine, tmp_path: Path, dies_at: str) -> None:
     assert_dead_refresh_never_counts(engine, tmp_path / "m.duckdb", dies_at)
 

@@ -14,16 +14,7 @@ SELECT
   MAX(latest) AS latest
 FROM abrollout_rollup_sums
 WHERE
-  rollup_key = 'pricing-annual-discount:39456b66c582'
-  AND attempt IN (
-    SELECT
-      MIN(attempt)
-    FROM abrollout_rollup_marks
-    WHERE
-      rollup_key = 'pricing-annual-discount:39456b66c582'
-    GROUP BY
-      refresh_no
-  )
+  rollup_key = 'pricing-annual-discount:39456b66c582' AND attempt IN ('', '000000000002-golden', '000000000001-golden')
 GROUP BY
   arm,
   metric

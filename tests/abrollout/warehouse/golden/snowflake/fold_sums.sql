@@ -1,152 +1,21 @@
 INSERT INTO abrollout_rollup_sums
-WITH b_e AS (
+WITH staged AS (
   SELECT
-    CAST(user_id AS VARCHAR) AS user_id,
-    MIN(CAST(arm AS VARCHAR)) AS arm,
-    MAX(at_s) AS latest
-  FROM "exposures"
+    *
+  FROM abrollout_rollup_users
   WHERE
-    exp_key = 'pricing-annual-discount' AND loaded_at > 10 AND loaded_at <= 20
-  GROUP BY
-    CAST(user_id AS VARCHAR)
-), b_s0 AS (
-  SELECT
-    CAST(user_id AS VARCHAR) AS user_id,
-    SUM(
-      CASE
-        WHEN (
-          metric = 'annual_conversion'
-        )
-        THEN CAST(FLOOR(CAST(value AS DOUBLE) * 1000000 + 0.5) AS BIGINT)
-      END
-    ) AS y0,
-    MAX(CASE WHEN (
-      metric = 'annual_conversion'
-    ) THEN at_s END) AS t0,
-    SUM(
-      CASE
-        WHEN (
-          metric = 'refunds'
-        )
-        THEN CAST(FLOOR(CAST(value AS DOUBLE) * 1000000 + 0.5) AS BIGINT)
-      END
-    ) AS y1,
-    MAX(CASE WHEN (
-      metric = 'refunds'
-    ) THEN at_s END) AS t1,
-    SUM(
-      CASE
-        WHEN (
-          metric = 'revenue_per_user'
-        )
-        THEN CAST(FLOOR(CAST(value AS DOUBLE) * 1000000 + 0.5) AS BIGINT)
-      END
-    ) AS y2,
-    MAX(CASE WHEN (
-      metric = 'revenue_per_user'
-    ) THEN at_s END) AS t2,
-    SUM(
-      CASE
-        WHEN (
-          metric = 'orders'
-        )
-        THEN CAST(FLOOR(CAST(value AS DOUBLE) * 1000000 + 0.5) AS BIGINT)
-      END
-    ) AS y3,
-    MAX(CASE WHEN (
-      metric = 'orders'
-    ) THEN at_s END) AS t3
-  FROM "metric_events"
-  WHERE
-    exp_key = 'pricing-annual-discount'
-    AND loaded_at > 10
-    AND loaded_at <= 20
-    AND (
-      (
-        metric = 'annual_conversion'
-      )
-      OR (
-        metric = 'refunds'
-      )
-      OR (
-        metric = 'revenue_per_user'
-      )
-      OR (
-        metric = 'orders'
-      )
-    )
-  GROUP BY
-    CAST(user_id AS VARCHAR)
-), b_c0 AS (
-  SELECT
-    CAST(user_id AS VARCHAR) AS user_id,
-    SUM(
-      CASE
-        WHEN (
-          metric = 'revenue_per_user'
-        )
-        THEN CAST(FLOOR(CAST(value AS DOUBLE) * 1000000 + 0.5) AS BIGINT)
-      END
-    ) AS x2,
-    COUNT(CASE WHEN (
-      metric = 'revenue_per_user'
-    ) THEN 1 END) AS nx2
-  FROM "pre_period"
-  WHERE
-    exp_key = 'pricing-annual-discount'
-    AND loaded_at > 10
-    AND loaded_at <= 20
-    AND (
-      (
-        metric = 'revenue_per_user'
-      )
-    )
-  GROUP BY
-    CAST(user_id AS VARCHAR)
+    rollup_key = 'pricing-annual-discount:39456b66c582' AND attempt = '000000000003-golden'
 ), batch AS (
   SELECT
     user_id,
-    MIN(arm) AS arm,
-    SUM(y0) AS y0,
-    SUM(y1) AS y1,
-    SUM(y2) AS y2,
-    SUM(y3) AS y3,
-    SUM(x2) AS x2,
-    SUM(nx2) AS nx2
-  FROM (
-    SELECT
-      user_id,
-      arm AS arm,
-      CAST(NULL AS BIGINT) AS y0,
-      CAST(NULL AS BIGINT) AS y1,
-      CAST(NULL AS BIGINT) AS y2,
-      CAST(NULL AS BIGINT) AS y3,
-      CAST(NULL AS BIGINT) AS x2,
-      CAST(NULL AS BIGINT) AS nx2
-    FROM b_e
-    UNION ALL
-    SELECT
-      user_id,
-      CAST(NULL AS VARCHAR) AS arm,
-      y0 AS y0,
-      y1 AS y1,
-      y2 AS y2,
-      y3 AS y3,
-      CAST(NULL AS BIGINT) AS x2,
-      CAST(NULL AS BIGINT) AS nx2
-    FROM b_s0
-    UNION ALL
-    SELECT
-      user_id,
-      CAST(NULL AS VARCHAR) AS arm,
-      CAST(NULL AS BIGINT) AS y0,
-      CAST(NULL AS BIGINT) AS y1,
-      CAST(NULL AS BIGINT) AS y2,
-      CAST(NULL AS BIGINT) AS y3,
-      x2 AS x2,
-      nx2 AS nx2
-    FROM b_c0
-  ) AS batch_rows
+    MIN(NULLIF(arm, '')) AS arm,
+    SUM(CASE WHEN metric = 'annual_conversion' THEN y END) AS y0,
+    SUM(CASE WHEN metric = 'refund_rate' THEN y END) AS y1,
+    SUM(CASE WHEN metric = 'revenue_per_user' THEN y END) AS y2,
+    SUM(CASE WHEN metric = 'orders' THEN y END) AS y3,
+    SUM(CASE WHEN metric = 'revenue_per_user' THEN x END) AS x2,
+    SUM(CASE WHEN metric = 'revenue_per_user' THEN nx END) AS nx2
+  FROM staged
   GROUP BY
     user_id
 ), old AS (
@@ -162,19 +31,13 @@ WITH b_e AS (
   FROM abrollout_rollup_users
   WHERE
     rollup_key = 'pricing-annual-discount:39456b66c582'
-    AND attempt IN (
-      SELECT
-        MIN(attempt)
-      FROM abrollout_rollup_marks
-      WHERE
-        rollup_key = 'pricing-annual-discount:39456b66c582'
-      GROUP BY
-        refresh_no
-    )
+    AND attempt IN ('', '000000000002-golden', '000000000001-golden')
+    AND user_id >= 'u00001'
+    AND user_id <= 'u99999'
     AND user_id IN (
       SELECT
         user_id
-      FROM batch
+      FROM staged
     )
   GROUP BY
     user_id
@@ -252,199 +115,191 @@ WITH b_e AS (
     arm
 )
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  arm,
-  '',
-  n,
-  0,
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(NULL AS BIGINT)
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  '' AS arm,
+  '' AS metric,
+  0 AS n,
+  0 AS pn,
+  CAST(0 AS DECIMAL(38, 0)) AS s,
+  CAST(0 AS DECIMAL(38, 0)) AS ss,
+  CAST(0 AS DECIMAL(38, 0)) AS ps,
+  CAST(0 AS DECIMAL(38, 0)) AS pss,
+  CAST(0 AS DECIMAL(38, 0)) AS psp,
+  CAST(0 AS DECIMAL(38, 0)) AS ds,
+  CAST(0 AS DECIMAL(38, 0)) AS dss,
+  CAST(0 AS DECIMAL(38, 0)) AS dsp,
+  MAX(t) AS latest
+FROM staged
+WHERE
+  metric = ''
+UNION ALL
+SELECT
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  arm AS arm,
+  '' AS metric,
+  n AS n,
+  0 AS pn,
+  CAST(0 AS DECIMAL(38, 0)) AS s,
+  CAST(0 AS DECIMAL(38, 0)) AS ss,
+  CAST(0 AS DECIMAL(38, 0)) AS ps,
+  CAST(0 AS DECIMAL(38, 0)) AS pss,
+  CAST(0 AS DECIMAL(38, 0)) AS psp,
+  CAST(0 AS DECIMAL(38, 0)) AS ds,
+  CAST(0 AS DECIMAL(38, 0)) AS dss,
+  CAST(0 AS DECIMAL(38, 0)) AS dsp,
+  CAST(NULL AS BIGINT) AS latest
 FROM deltas
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  arm,
-  'annual_conversion',
-  0,
-  0,
-  CAST(sum_0 AS DECIMAL(38, 0)),
-  CAST(sum_sq_0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(NULL AS BIGINT)
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  arm AS arm,
+  'annual_conversion' AS metric,
+  0 AS n,
+  0 AS pn,
+  CAST(sum_0 AS DECIMAL(38, 0)) AS s,
+  CAST(sum_sq_0 AS DECIMAL(38, 0)) AS ss,
+  CAST(0 AS DECIMAL(38, 0)) AS ps,
+  CAST(0 AS DECIMAL(38, 0)) AS pss,
+  CAST(0 AS DECIMAL(38, 0)) AS psp,
+  CAST(0 AS DECIMAL(38, 0)) AS ds,
+  CAST(0 AS DECIMAL(38, 0)) AS dss,
+  CAST(0 AS DECIMAL(38, 0)) AS dsp,
+  CAST(NULL AS BIGINT) AS latest
 FROM deltas
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  arm,
-  'refund_rate',
-  0,
-  0,
-  CAST(sum_1 AS DECIMAL(38, 0)),
-  CAST(sum_sq_1 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(denom_sum_1 AS DECIMAL(38, 0)),
-  CAST(denom_sum_sq_1 AS DECIMAL(38, 0)),
-  CAST(denom_sum_product_1 AS DECIMAL(38, 0)),
-  CAST(NULL AS BIGINT)
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  arm AS arm,
+  'refund_rate' AS metric,
+  0 AS n,
+  0 AS pn,
+  CAST(sum_1 AS DECIMAL(38, 0)) AS s,
+  CAST(sum_sq_1 AS DECIMAL(38, 0)) AS ss,
+  CAST(0 AS DECIMAL(38, 0)) AS ps,
+  CAST(0 AS DECIMAL(38, 0)) AS pss,
+  CAST(0 AS DECIMAL(38, 0)) AS psp,
+  CAST(denom_sum_1 AS DECIMAL(38, 0)) AS ds,
+  CAST(denom_sum_sq_1 AS DECIMAL(38, 0)) AS dss,
+  CAST(denom_sum_product_1 AS DECIMAL(38, 0)) AS dsp,
+  CAST(NULL AS BIGINT) AS latest
 FROM deltas
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  arm,
-  'revenue_per_user',
-  0,
-  pre_n_2,
-  CAST(sum_2 AS DECIMAL(38, 0)),
-  CAST(sum_sq_2 AS DECIMAL(38, 0)),
-  CAST(pre_sum_2 AS DECIMAL(38, 0)),
-  CAST(pre_sum_sq_2 AS DECIMAL(38, 0)),
-  CAST(pre_sum_product_2 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(NULL AS BIGINT)
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  arm AS arm,
+  'revenue_per_user' AS metric,
+  0 AS n,
+  pre_n_2 AS pn,
+  CAST(sum_2 AS DECIMAL(38, 0)) AS s,
+  CAST(sum_sq_2 AS DECIMAL(38, 0)) AS ss,
+  CAST(pre_sum_2 AS DECIMAL(38, 0)) AS ps,
+  CAST(pre_sum_sq_2 AS DECIMAL(38, 0)) AS pss,
+  CAST(pre_sum_product_2 AS DECIMAL(38, 0)) AS psp,
+  CAST(0 AS DECIMAL(38, 0)) AS ds,
+  CAST(0 AS DECIMAL(38, 0)) AS dss,
+  CAST(0 AS DECIMAL(38, 0)) AS dsp,
+  CAST(NULL AS BIGINT) AS latest
 FROM deltas
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  arm,
-  'orders',
-  0,
-  0,
-  CAST(sum_3 AS DECIMAL(38, 0)),
-  CAST(sum_sq_3 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(NULL AS BIGINT)
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  arm AS arm,
+  'orders' AS metric,
+  0 AS n,
+  0 AS pn,
+  CAST(sum_3 AS DECIMAL(38, 0)) AS s,
+  CAST(sum_sq_3 AS DECIMAL(38, 0)) AS ss,
+  CAST(0 AS DECIMAL(38, 0)) AS ps,
+  CAST(0 AS DECIMAL(38, 0)) AS pss,
+  CAST(0 AS DECIMAL(38, 0)) AS psp,
+  CAST(0 AS DECIMAL(38, 0)) AS ds,
+  CAST(0 AS DECIMAL(38, 0)) AS dss,
+  CAST(0 AS DECIMAL(38, 0)) AS dsp,
+  CAST(NULL AS BIGINT) AS latest
 FROM deltas
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  '',
-  '',
-  0,
-  0,
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  MAX(latest)
-FROM b_e
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  '' AS arm,
+  'annual_conversion' AS metric,
+  0 AS n,
+  COALESCE(SUM(nx), 0) AS pn,
+  CAST(0 AS DECIMAL(38, 0)) AS s,
+  CAST(0 AS DECIMAL(38, 0)) AS ss,
+  CAST(0 AS DECIMAL(38, 0)) AS ps,
+  CAST(0 AS DECIMAL(38, 0)) AS pss,
+  CAST(0 AS DECIMAL(38, 0)) AS psp,
+  CAST(0 AS DECIMAL(38, 0)) AS ds,
+  CAST(0 AS DECIMAL(38, 0)) AS dss,
+  CAST(0 AS DECIMAL(38, 0)) AS dsp,
+  MAX(t) AS latest
+FROM staged
+WHERE
+  metric = 'annual_conversion'
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  '',
-  'annual_conversion',
-  0,
-  0,
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  MAX(t0)
-FROM b_s0
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  '' AS arm,
+  'refund_rate' AS metric,
+  0 AS n,
+  COALESCE(SUM(nx), 0) AS pn,
+  CAST(0 AS DECIMAL(38, 0)) AS s,
+  CAST(0 AS DECIMAL(38, 0)) AS ss,
+  CAST(0 AS DECIMAL(38, 0)) AS ps,
+  CAST(0 AS DECIMAL(38, 0)) AS pss,
+  CAST(0 AS DECIMAL(38, 0)) AS psp,
+  CAST(0 AS DECIMAL(38, 0)) AS ds,
+  CAST(0 AS DECIMAL(38, 0)) AS dss,
+  CAST(0 AS DECIMAL(38, 0)) AS dsp,
+  MAX(t) AS latest
+FROM staged
+WHERE
+  metric = 'refund_rate'
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  '',
-  'refund_rate',
-  0,
-  0,
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  MAX(t1)
-FROM b_s0
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  '' AS arm,
+  'revenue_per_user' AS metric,
+  0 AS n,
+  COALESCE(SUM(nx), 0) AS pn,
+  CAST(0 AS DECIMAL(38, 0)) AS s,
+  CAST(0 AS DECIMAL(38, 0)) AS ss,
+  CAST(0 AS DECIMAL(38, 0)) AS ps,
+  CAST(0 AS DECIMAL(38, 0)) AS pss,
+  CAST(0 AS DECIMAL(38, 0)) AS psp,
+  CAST(0 AS DECIMAL(38, 0)) AS ds,
+  CAST(0 AS DECIMAL(38, 0)) AS dss,
+  CAST(0 AS DECIMAL(38, 0)) AS dsp,
+  MAX(t) AS latest
+FROM staged
+WHERE
+  metric = 'revenue_per_user'
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  '',
-  'revenue_per_user',
-  0,
-  0,
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  MAX(t2)
-FROM b_s0
-UNION ALL
-SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  '',
-  'orders',
-  0,
-  0,
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  MAX(t3)
-FROM b_s0
-UNION ALL
-SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  '',
-  'revenue_per_user',
-  0,
-  COALESCE(SUM(nx2), 0),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(0 AS DECIMAL(38, 0)),
-  CAST(NULL AS BIGINT)
-FROM b_c0
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  '' AS arm,
+  'orders' AS metric,
+  0 AS n,
+  COALESCE(SUM(nx), 0) AS pn,
+  CAST(0 AS DECIMAL(38, 0)) AS s,
+  CAST(0 AS DECIMAL(38, 0)) AS ss,
+  CAST(0 AS DECIMAL(38, 0)) AS ps,
+  CAST(0 AS DECIMAL(38, 0)) AS pss,
+  CAST(0 AS DECIMAL(38, 0)) AS psp,
+  CAST(0 AS DECIMAL(38, 0)) AS ds,
+  CAST(0 AS DECIMAL(38, 0)) AS dss,
+  CAST(0 AS DECIMAL(38, 0)) AS dsp,
+  MAX(t) AS latest
+FROM staged
+WHERE
+  metric = 'orders'

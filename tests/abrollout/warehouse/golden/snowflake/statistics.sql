@@ -1,4 +1,4 @@
-/* per-arm sufficient statistics of a window, values in units of 1/1000000; the row without an arm carries the latest times and the covariate rows */
+/* per-arm sufficient statistics of a window, values in units of 1/1000000; the arm-NULL row is users with rows but no exposure in the window: it counts only for the latest times and covariate rows */
 WITH exposed AS (
   SELECT
     CAST(user_id AS VARCHAR) AS user_id,
@@ -87,9 +87,9 @@ WITH exposed AS (
         THEN CAST(FLOOR(CAST(value AS DOUBLE) * 1000000 + 0.5) AS BIGINT)
       END
     ) AS x2,
-    COUNT(CASE WHEN (
+    CAST(COUNT(CASE WHEN (
       metric = 'revenue_per_user'
-    ) THEN 1 END) AS nx2
+    ) THEN 1 END) AS BIGINT) AS nx2
   FROM "pre_period"
   WHERE
     exp_key = 'pricing-annual-discount' AND (
@@ -102,26 +102,32 @@ WITH exposed AS (
 ), per_user AS (
   SELECT
     exposed.arm,
+    exposed.latest AS latest_e,
+    s0.t0 AS latest_0,
+    s0.t1 AS latest_1,
+    s0.t2 AS latest_2,
+    s0.t3 AS latest_3,
+    c0.nx2 AS covariates_2,
     CASE WHEN s0.y0 > 0 THEN 1000000 ELSE 0 END AS v0,
     COALESCE(s0.y1, 0) AS v1,
     COALESCE(s0.y2, 0) AS v2,
     CASE WHEN c0.nx2 > 0 THEN c0.x2 END AS x2,
     COALESCE(s0.y3, 0) AS v3
   FROM exposed
-  LEFT JOIN s0
+  FULL JOIN s0
     ON s0.user_id = exposed.user_id
-  LEFT JOIN c0
-    ON c0.user_id = exposed.user_id
+  FULL JOIN c0
+    ON c0.user_id = COALESCE(exposed.user_id, s0.user_id)
 )
 SELECT
   arm,
   COUNT(*) AS n,
-  CAST(NULL AS BIGINT) AS latest_e,
-  CAST(NULL AS BIGINT) AS latest_0,
-  CAST(NULL AS BIGINT) AS latest_1,
-  CAST(NULL AS BIGINT) AS latest_2,
-  CAST(NULL AS BIGINT) AS latest_3,
-  CAST(NULL AS BIGINT) AS covariates_2,
+  MAX(latest_e) AS latest_e,
+  MAX(latest_0) AS latest_0,
+  MAX(latest_1) AS latest_1,
+  MAX(latest_2) AS latest_2,
+  MAX(latest_3) AS latest_3,
+  SUM(covariates_2) AS covariates_2,
   CAST(SUM(CAST(v0 AS DECIMAL(38, 0))) AS VARCHAR) AS sum_0,
   CAST(SUM(CAST(v0 AS DECIMAL(38, 0)) * CAST(v0 AS DECIMAL(38, 0))) AS VARCHAR) AS sum_sq_0,
   CAST(SUM(CAST(v1 AS DECIMAL(38, 0))) AS VARCHAR) AS sum_1,
@@ -134,60 +140,11 @@ SELECT
   CAST(SUM(CAST(x2 AS DECIMAL(38, 0))) AS VARCHAR) AS pre_sum_2,
   CAST(SUM(CAST(x2 AS DECIMAL(38, 0)) * CAST(x2 AS DECIMAL(38, 0))) AS VARCHAR) AS pre_sum_sq_2,
   CAST(SUM(CAST(x2 AS DECIMAL(38, 0)) * CAST(v2 AS DECIMAL(38, 0))) AS VARCHAR) AS pre_sum_product_2,
-  COUNT(x2) AS pre_n_2,
+  CAST(COUNT(x2) AS BIGINT) AS pre_n_2,
   CAST(SUM(CAST(v3 AS DECIMAL(38, 0))) AS VARCHAR) AS sum_3,
   CAST(SUM(CAST(v3 AS DECIMAL(38, 0)) * CAST(v3 AS DECIMAL(38, 0))) AS VARCHAR) AS sum_sq_3
 FROM per_user
 GROUP BY
   arm
-UNION ALL
-SELECT
-  CAST(NULL AS VARCHAR) AS arm,
-  0 AS n,
-  (
-    SELECT
-      MAX(latest)
-    FROM exposed
-  ) AS latest_e,
-  (
-    SELECT
-      MAX(t0)
-    FROM s0
-  ) AS latest_0,
-  (
-    SELECT
-      MAX(t1)
-    FROM s0
-  ) AS latest_1,
-  (
-    SELECT
-      MAX(t2)
-    FROM s0
-  ) AS latest_2,
-  (
-    SELECT
-      MAX(t3)
-    FROM s0
-  ) AS latest_3,
-  (
-    SELECT
-      SUM(nx2)
-    FROM c0
-  ) AS covariates_2,
-  CAST(NULL AS VARCHAR) AS sum_0,
-  CAST(NULL AS VARCHAR) AS sum_sq_0,
-  CAST(NULL AS VARCHAR) AS sum_1,
-  CAST(NULL AS VARCHAR) AS sum_sq_1,
-  CAST(NULL AS VARCHAR) AS denom_sum_1,
-  CAST(NULL AS VARCHAR) AS denom_sum_sq_1,
-  CAST(NULL AS VARCHAR) AS denom_sum_product_1,
-  CAST(NULL AS VARCHAR) AS sum_2,
-  CAST(NULL AS VARCHAR) AS sum_sq_2,
-  CAST(NULL AS VARCHAR) AS pre_sum_2,
-  CAST(NULL AS VARCHAR) AS pre_sum_sq_2,
-  CAST(NULL AS VARCHAR) AS pre_sum_product_2,
-  CAST(NULL AS BIGINT) AS pre_n_2,
-  CAST(NULL AS VARCHAR) AS sum_3,
-  CAST(NULL AS VARCHAR) AS sum_sq_3
 ORDER BY
   arm

@@ -88,9 +88,9 @@ WITH b_e AS (
         THEN CAST(FLOOR(CAST(value AS DOUBLE) * 1000000 + 0.5) AS BIGINT)
       END
     ) AS x2,
-    COUNT(CASE WHEN (
+    CAST(COUNT(CASE WHEN (
       metric = 'revenue_per_user'
-    ) THEN 1 END) AS nx2
+    ) THEN 1 END) AS BIGINT) AS nx2
   FROM "pre_period"
   WHERE
     exp_key = 'pricing-annual-discount'
@@ -107,6 +107,11 @@ WITH b_e AS (
   SELECT
     user_id,
     MIN(arm) AS arm,
+    MAX(latest) AS latest,
+    MAX(t0) AS t0,
+    MAX(t1) AS t1,
+    MAX(t2) AS t2,
+    MAX(t3) AS t3,
     SUM(y0) AS y0,
     SUM(y1) AS y1,
     SUM(y2) AS y2,
@@ -117,6 +122,11 @@ WITH b_e AS (
     SELECT
       user_id,
       arm AS arm,
+      CAST(latest AS BIGINT) AS latest,
+      CAST(NULL AS BIGINT) AS t0,
+      CAST(NULL AS BIGINT) AS t1,
+      CAST(NULL AS BIGINT) AS t2,
+      CAST(NULL AS BIGINT) AS t3,
       CAST(NULL AS BIGINT) AS y0,
       CAST(NULL AS BIGINT) AS y1,
       CAST(NULL AS BIGINT) AS y2,
@@ -128,6 +138,11 @@ WITH b_e AS (
     SELECT
       user_id,
       CAST(NULL AS VARCHAR) AS arm,
+      CAST(NULL AS BIGINT) AS latest,
+      CAST(t0 AS BIGINT) AS t0,
+      CAST(t1 AS BIGINT) AS t1,
+      CAST(t2 AS BIGINT) AS t2,
+      CAST(t3 AS BIGINT) AS t3,
       y0 AS y0,
       y1 AS y1,
       y2 AS y2,
@@ -139,6 +154,11 @@ WITH b_e AS (
     SELECT
       user_id,
       CAST(NULL AS VARCHAR) AS arm,
+      CAST(NULL AS BIGINT) AS latest,
+      CAST(NULL AS BIGINT) AS t0,
+      CAST(NULL AS BIGINT) AS t1,
+      CAST(NULL AS BIGINT) AS t2,
+      CAST(NULL AS BIGINT) AS t3,
       CAST(NULL AS BIGINT) AS y0,
       CAST(NULL AS BIGINT) AS y1,
       CAST(NULL AS BIGINT) AS y2,
@@ -151,64 +171,73 @@ WITH b_e AS (
     user_id
 )
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  user_id,
-  arm,
-  '',
-  0,
-  0,
-  0
-FROM b_e
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  user_id AS user_id,
+  arm AS arm,
+  '' AS metric,
+  0 AS y,
+  0 AS x,
+  0 AS nx,
+  latest AS t
+FROM batch
+WHERE
+  NOT latest IS NULL
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  user_id,
-  '',
-  'annual_conversion',
-  COALESCE(y0, 0),
-  0,
-  0
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  user_id AS user_id,
+  '' AS arm,
+  'annual_conversion' AS metric,
+  COALESCE(y0, 0) AS y,
+  0 AS x,
+  0 AS nx,
+  t0 AS t
 FROM batch
 WHERE
   NOT y0 IS NULL
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  user_id,
-  '',
-  'refund_rate',
-  COALESCE(y1, 0),
-  0,
-  0
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  user_id AS user_id,
+  '' AS arm,
+  'refund_rate' AS metric,
+  COALESCE(y1, 0) AS y,
+  0 AS x,
+  0 AS nx,
+  t1 AS t
 FROM batch
 WHERE
   NOT y1 IS NULL
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  user_id,
-  '',
-  'revenue_per_user',
-  COALESCE(y2, 0),
-  COALESCE(x2, 0),
-  COALESCE(nx2, 0)
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  user_id AS user_id,
+  '' AS arm,
+  'revenue_per_user' AS metric,
+  COALESCE(y2, 0) AS y,
+  COALESCE(x2, 0) AS x,
+  COALESCE(nx2, 0) AS nx,
+  t2 AS t
 FROM batch
 WHERE
   NOT y2 IS NULL OR nx2 > 0
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  user_id,
-  '',
-  'orders',
-  COALESCE(y3, 0),
-  0,
-  0
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  user_id AS user_id,
+  '' AS arm,
+  'orders' AS metric,
+  COALESCE(y3, 0) AS y,
+  0 AS x,
+  0 AS nx,
+  t3 AS t
 FROM batch
 WHERE
   NOT y3 IS NULL
+ORDER BY
+  3

@@ -1,16 +1,17 @@
+INSERT INTO abrollout_rollup_users
 WITH b_e AS (
   SELECT
-    CAST(user_id AS STRING) AS user_id,
-    MIN(CAST(arm AS STRING)) AS arm,
+    CAST(user_id AS TEXT) AS user_id,
+    MIN(CAST(arm AS TEXT)) AS arm,
     MAX(at_s) AS latest
-  FROM `exposures`
+  FROM "exposures"
   WHERE
     exp_key = 'pricing-annual-discount' AND loaded_at > 10 AND loaded_at <= 20
   GROUP BY
-    CAST(user_id AS STRING)
+    CAST(user_id AS TEXT)
 ), b_s0 AS (
   SELECT
-    CAST(user_id AS STRING) AS user_id,
+    CAST(user_id AS TEXT) AS user_id,
     SUM(
       CASE
         WHEN (
@@ -55,7 +56,7 @@ WITH b_e AS (
     MAX(CASE WHEN (
       metric = 'orders'
     ) THEN at_s END) AS t3
-  FROM `metric_events`
+  FROM "metric_events"
   WHERE
     exp_key = 'pricing-annual-discount'
     AND loaded_at > 10
@@ -75,10 +76,10 @@ WITH b_e AS (
       )
     )
   GROUP BY
-    CAST(user_id AS STRING)
+    CAST(user_id AS TEXT)
 ), b_c0 AS (
   SELECT
-    CAST(user_id AS STRING) AS user_id,
+    CAST(user_id AS TEXT) AS user_id,
     SUM(
       CASE
         WHEN (
@@ -87,10 +88,10 @@ WITH b_e AS (
         THEN CAST(FLOOR(CAST(value AS DOUBLE) * 1000000 + 0.5) AS BIGINT)
       END
     ) AS x2,
-    COUNT(CASE WHEN (
+    CAST(COUNT(CASE WHEN (
       metric = 'revenue_per_user'
-    ) THEN 1 END) AS nx2
-  FROM `pre_period`
+    ) THEN 1 END) AS BIGINT) AS nx2
+  FROM "pre_period"
   WHERE
     exp_key = 'pricing-annual-discount'
     AND loaded_at > 10
@@ -101,11 +102,16 @@ WITH b_e AS (
       )
     )
   GROUP BY
-    CAST(user_id AS STRING)
+    CAST(user_id AS TEXT)
 ), batch AS (
   SELECT
     user_id,
     MIN(arm) AS arm,
+    MAX(latest) AS latest,
+    MAX(t0) AS t0,
+    MAX(t1) AS t1,
+    MAX(t2) AS t2,
+    MAX(t3) AS t3,
     SUM(y0) AS y0,
     SUM(y1) AS y1,
     SUM(y2) AS y2,
@@ -116,6 +122,11 @@ WITH b_e AS (
     SELECT
       user_id,
       arm AS arm,
+      CAST(latest AS BIGINT) AS latest,
+      CAST(NULL AS BIGINT) AS t0,
+      CAST(NULL AS BIGINT) AS t1,
+      CAST(NULL AS BIGINT) AS t2,
+      CAST(NULL AS BIGINT) AS t3,
       CAST(NULL AS BIGINT) AS y0,
       CAST(NULL AS BIGINT) AS y1,
       CAST(NULL AS BIGINT) AS y2,
@@ -126,7 +137,12 @@ WITH b_e AS (
     UNION ALL
     SELECT
       user_id,
-      CAST(NULL AS STRING) AS arm,
+      CAST(NULL AS TEXT) AS arm,
+      CAST(NULL AS BIGINT) AS latest,
+      CAST(t0 AS BIGINT) AS t0,
+      CAST(t1 AS BIGINT) AS t1,
+      CAST(t2 AS BIGINT) AS t2,
+      CAST(t3 AS BIGINT) AS t3,
       y0 AS y0,
       y1 AS y1,
       y2 AS y2,
@@ -137,7 +153,12 @@ WITH b_e AS (
     UNION ALL
     SELECT
       user_id,
-      CAST(NULL AS STRING) AS arm,
+      CAST(NULL AS TEXT) AS arm,
+      CAST(NULL AS BIGINT) AS latest,
+      CAST(NULL AS BIGINT) AS t0,
+      CAST(NULL AS BIGINT) AS t1,
+      CAST(NULL AS BIGINT) AS t2,
+      CAST(NULL AS BIGINT) AS t3,
       CAST(NULL AS BIGINT) AS y0,
       CAST(NULL AS BIGINT) AS y1,
       CAST(NULL AS BIGINT) AS y2,
@@ -149,66 +170,74 @@ WITH b_e AS (
   GROUP BY
     user_id
 )
-INSERT INTO abrollout_rollup_users
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  user_id,
-  arm,
-  '',
-  0,
-  0,
-  0
-FROM b_e
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  user_id AS user_id,
+  arm AS arm,
+  '' AS metric,
+  0 AS y,
+  0 AS x,
+  0 AS nx,
+  latest AS t
+FROM batch
+WHERE
+  NOT latest IS NULL
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  user_id,
-  '',
-  'annual_conversion',
-  COALESCE(y0, 0),
-  0,
-  0
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  user_id AS user_id,
+  '' AS arm,
+  'annual_conversion' AS metric,
+  COALESCE(y0, 0) AS y,
+  0 AS x,
+  0 AS nx,
+  t0 AS t
 FROM batch
 WHERE
   NOT y0 IS NULL
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  user_id,
-  '',
-  'refund_rate',
-  COALESCE(y1, 0),
-  0,
-  0
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  user_id AS user_id,
+  '' AS arm,
+  'refund_rate' AS metric,
+  COALESCE(y1, 0) AS y,
+  0 AS x,
+  0 AS nx,
+  t1 AS t
 FROM batch
 WHERE
   NOT y1 IS NULL
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  user_id,
-  '',
-  'revenue_per_user',
-  COALESCE(y2, 0),
-  COALESCE(x2, 0),
-  COALESCE(nx2, 0)
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  user_id AS user_id,
+  '' AS arm,
+  'revenue_per_user' AS metric,
+  COALESCE(y2, 0) AS y,
+  COALESCE(x2, 0) AS x,
+  COALESCE(nx2, 0) AS nx,
+  t2 AS t
 FROM batch
 WHERE
   NOT y2 IS NULL OR nx2 > 0
 UNION ALL
 SELECT
-  'pricing-annual-discount:39456b66c582',
-  'golden-attempt',
-  user_id,
-  '',
-  'orders',
-  COALESCE(y3, 0),
-  0,
-  0
+  'pricing-annual-discount:39456b66c582' AS rollup_key,
+  '000000000003-golden' AS attempt,
+  user_id AS user_id,
+  '' AS arm,
+  'orders' AS metric,
+  COALESCE(y3, 0) AS y,
+  0 AS x,
+  0 AS nx,
+  t3 AS t
 FROM batch
 WHERE
   NOT y3 IS NULL
+ORDER BY
+  3
