@@ -61,7 +61,7 @@ def duckdb_profile(con: duckdb.DuckDBPyConnection, statement: str, top: int = 4)
             scans.append(f"scan {str(info.get('Table', '?')).split('.')[-1]}: {node.get('rows_scanned', 0):,} rows "
                          f"read, row groups {node.get('row_groups_scanned', '?')} of "
                          f"{node.get('total_row_groups_to_scan', '?')}, {seconds * 1e3:.1f} ms (filters "
-                         f"{filters[:120]}{'...' if len(filters) > 120 else ''})")
+                         f"{filters[:200]}{'...' if len(filters) > 200 else ''})")
         for child in node.get("children", []):
             walk(child)
 
