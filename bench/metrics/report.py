@@ -43,8 +43,8 @@ def table(results: Sequence[Measured]) -> list[str]:
         check = m.check
         full = f"{m.full.median:.3f}" if m.full else "-"
         python = f"{m.python:.2f}" if m.python is not None else "-"
-        by_full = f"{m.python / m.full.median:.1f}x" if m.python is not None and m.full else "-"
-        by_check = f"{m.python / check.median:,.0f}x" if m.python is not None and check else "-"
+        by_full = _ratio(m.python / m.full.median) if m.python is not None and m.full else "-"
+        by_check = _ratio(m.python / check.median) if m.python is not None and check else "-"
         target = " and ".join(f"{name}{'' if passed else ' (missed)'}" for name, passed in met) or "-"
         lines.append(
             f"{m.engine:<11}{size(m.rows):>5}{m.load:>8.1f}{m.fold:>8.2f}"
@@ -52,6 +52,10 @@ def table(results: Sequence[Measured]) -> list[str]:
             + f"{full:>9}{python:>10}{by_full:>9}{by_check:>10}  {'NO' if m.problems else 'yes':<10}"
             f"{target:<34}{verdict}")
     return lines
+
+
+def _ratio(times: float) -> str:
+    return f"{times:,.0f}x" if times >= 100 else f"{times:.1f}x"
 
 
 def growth(results: Sequence[Measured]) -> list[str]:
