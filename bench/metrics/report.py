@@ -34,7 +34,7 @@ def targets(m: Measured) -> list[tuple[str, bool]]:
 
 def table(results: Sequence[Measured]) -> list[str]:
     header = (f"{'engine':<11}{'rows':>5}{'load s':>8}{'fold s':>8}{'check ms':>10}{'best':>10}{'runs':>5}"
-              f"{'full s':>9}{'Python s':>10}{'Py/full':>9}{'Py/check':>10}  {'same ints':<10}{'target':<34}result")
+              f"{'full s':>9}{'Python s':>10}{'Py/full':>9}{'Py/check':>10}  {'same ints':<10}{'result':<7}target")
     lines = [header, "-" * len(header)]
     for m in results:
         met = targets(m)
@@ -50,7 +50,7 @@ def table(results: Sequence[Measured]) -> list[str]:
             f"{m.engine:<11}{size(m.rows):>5}{m.load:>8.1f}{m.fold:>8.2f}"
             + (f"{check.median * 1e3:>10,.1f}{check.best * 1e3:>10,.1f}{check.runs:>5}" if check else f"{'-':>25}")
             + f"{full:>9}{python:>10}{by_full:>9}{by_check:>10}  {'NO' if m.problems else 'yes':<10}"
-            f"{target:<34}{verdict}")
+            f"{verdict:<7}{target}")
     return lines
 
 
