@@ -31,8 +31,10 @@ RUN_HERE = ("duckdb", "postgres", "clickhouse", "spark")
 """The engines this project runs end to end; the others' SQL is emitted and parsed back, not executed."""
 
 EXACT = "DECIMAL(38, 0)"
-"""The type of every sum of products: exact to 38 digits, checked for overflow by every engine (ClickHouse's UInt64
-and Int128 wrap silently; BigQuery's NUMERIC holds 29 integer digits, so it becomes BIGNUMERIC there)."""
+"""The type of every sum of products: exact to 38 digits. DuckDB, PostgreSQL and Spark (ANSI) raise past them;
+ClickHouse keeps it in an Int128 that wraps past 2**127 (about 1.7e38) without an error, which the contract's
+largest values (1e14 micro-units a user, squared 1e28) reach only past some ten billion users (its UInt64 and Int64
+wrap from 1.8e19). BigQuery's NUMERIC holds 29 integer digits, so it becomes BIGNUMERIC there."""
 
 SOURCE = "duckdb"
 """The dialect statements are written in before they are generated for a target."""
