@@ -66,9 +66,10 @@ def same(result: Aggregate, expected: Aggregate) -> bool:
 
 def assert_exact_over_loads(engine: LoadingEngine, store: Path, seed: int, windows: Sequence[int],
                             metric_lists: Sequence[list[str]]) -> None:
-    """After each of `batches`' loads: the rollup's integers equal DuckDB's, and at each window the engine's answer
-    (incremental, and the full statement alone) equals DuckDB's and the Python definition's."""
-    exp = f"exact-{seed}"
+    """After each of `batches`' loads and a refresh: the rollup's integers equal DuckDB's, the rollup's answer (at
+    the end of time, where it answers) and the full statement's at each window equal DuckDB's and the Python
+    definition's."""
+    exp, end = f"exact-{seed}", 2**31 - 1
     local = LocalMetrics(store)
     engine.load_batches("another-exp", [(random_data(seed + 1).rows(), 1)])  # same users elsewhere: no leak
     warehouse, full = WarehouseMetrics(engine), WarehouseMetrics(engine, incremental=False)
@@ -78,11 +79,11 @@ def assert_exact_over_loads(engine: LoadingEngine, store: Path, seed: int, windo
         local.write_rows(exp, part.rows())
         so_far = joined(parts[:loaded_at])
         for names in metric_lists:
-            assert warehouse.refresh(exp, names)[0] == local.warehouse.refresh(exp, names)[0]
+            assert warehouse.refresh(exp, names)[0] == local.warehouse.refresh(exp, names)[0], (loaded_at, names)
+            assert same(warehouse.aggregate(exp, names, end, ARMS), exact_reference(so_far, names, end, ARMS))
             for until in windows:
                 expected = exact_reference(so_far, names, until, ARMS)
                 assert same(local.aggregate(exp, names, until, ARMS), expected)
-                assert same(warehouse.aggregate(exp, names, until, ARMS), expected), (loaded_at, names, until)
                 assert same(full.aggregate(exp, names, until, ARMS), expected), (loaded_at, names, until)
     local.close()
 
@@ -212,25 +213,28 @@ class DiesAt:
 
 def assert_dead_refresh_never_counts(engine: LoadingEngine, store: Path, dies_at: str, seed: int = 4) -> None:
     """A refresh that died at its INSERT into `dies_at` (`users`: after its sums; `marks`: after its sums and
-    ledger rows, before its commit) is not counted, and the next refresh folds the same rows once."""
+    ledger rows, before its commit) is not counted, and the next refresh folds the same rows (late ones among
+    them) once, on top of what was committed before."""
     exp, names, prefix = f"dies-{seed}-{dies_at}", ["revenue", "clicks"], "abrollout_rollup_"
     marks, users, sums = tables(prefix)
     local = LocalMetrics(store)
     healthy = WarehouseMetrics(engine, prefix=prefix)
     dying = WarehouseMetrics(DiesAt(engine, {"users": users, "marks": marks}[dies_at]), prefix=prefix)
-    parts = batches(awkward_data(seed))
-    for loaded_at, (part, refresh) in enumerate(zip(parts, (healthy, dying, healthy), strict=True), start=1):
-        engine.load_batches(exp, [(part.rows(), loaded_at)])
+    first, second, last = batches(awkward_data(seed))
+    engine.load_batches(exp, [(first.rows(), 1), (second.rows(), 2)])
+    healthy.refresh(exp, names)
+    engine.load_batches(exp, [(last.rows(), 3)])
+    for part in (first, second, last):
         local.write_rows(exp, part.rows())
-        try:
-            refresh.refresh(exp, names)
-        except Died:
-            attempts = f"SELECT COUNT(DISTINCT attempt) AS n FROM {{}} WHERE rollup_key LIKE '{exp}:%'"
-            assert int(engine.query(attempts.format(sums.name))[0]["n"]) == 2  # the dead attempt's rows are there
-            assert int(engine.query(attempts.format(marks.name))[0]["n"]) == 1  # but only the first committed
-        else:
-            assert refresh is healthy, "the refresh should have died"
+    try:
+        dying.refresh(exp, names)
+        raise AssertionError("the refresh should have died")
+    except Died:
+        pass
+    attempts = f"SELECT COUNT(DISTINCT attempt) AS n FROM {{}} WHERE rollup_key LIKE '{exp}:%'"
+    assert int(engine.query(attempts.format(sums.name))[0]["n"]) == 2  # the dead attempt's rows are there
+    assert int(engine.query(attempts.format(marks.name))[0]["n"]) == 1  # but only the first refresh committed
     assert healthy.refresh(exp, names)[0] == local.warehouse.refresh(exp, names)[0]
-    until = 2**31 - 1
-    assert same(healthy.aggregate(exp, names, until, ARMS), exact_reference(awkward_data(seed), names, until, ARMS))
+    end = 2**31 - 1
+    assert same(healthy.aggregate(exp, names, end, ARMS), exact_reference(awkward_data(seed), names, end, ARMS))
     local.close()
