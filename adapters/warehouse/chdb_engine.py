@@ -5,9 +5,7 @@ row reads 0, MAX of no rows is 0, an alias shadows the column it is computed fro
 to the standard meaning (`STANDARD_SQL`). Results come back as Arrow, which keeps Int64 and the exact sums (written
 as text) as they are; loads go in as one Arrow stream per table.
 
-The exact sums are Decimal(38, 0), which ClickHouse keeps in an Int128 that wraps past 2**127 (about 1.7e38)
-without an error; the contract's largest per-user value (1e14 micro-units, squared 1e28) leaves room for over a
-billion users.
+The exact sums are Decimal(38, 0): see abrollout.warehouse.dialects.EXACT for how far ClickHouse keeps them exact.
 """
 
 from __future__ import annotations
@@ -50,7 +48,8 @@ class _Session(Protocol):
 
 class ChdbEngine:
     """Statements on one chDB session (the session serialises them; threads may share the engine). `path` is where
-    its data lives; None keeps it in a temporary place for the session's life."""
+    its data lives; None keeps it in a temporary place for the session's life. chDB runs one embedded server per
+    process: engines open at the same time must share a path (and then its tables)."""
 
     name = dialect = "clickhouse"
 

@@ -28,7 +28,6 @@ LOCAL = {
     "spark.driver.bindAddress": "127.0.0.1",
     "spark.ui.enabled": "false",  # no web UI listening on every interface
     "spark.ui.showConsoleProgress": "false",
-    "spark.sql.adaptive.enabled": "false",  # re-planning each stage costs more than it saves on a few cores
 }
 """Settings for local mode only; a cluster keeps its own."""
 

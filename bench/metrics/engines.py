@@ -9,6 +9,7 @@ from bench.metrics.duckdb_side import DuckDBBench
 from bench.metrics.measure import Bench
 from bench.metrics.postgres_side import PostgresSide
 from bench.metrics.side import Side
+from bench.metrics.spark_side import SparkSide
 
 
 class DuckDBSide:
@@ -29,4 +30,5 @@ class DuckDBSide:
         pass
 
 
-SIDES: dict[str, type[Side]] = {"duckdb": DuckDBSide, "postgres": PostgresSide, "clickhouse": ChdbSide}
+SIDES: dict[str, type[Side]] = {"duckdb": DuckDBSide, "postgres": PostgresSide, "clickhouse": ChdbSide,
+                                 "spark": SparkSide}

@@ -29,7 +29,8 @@ def role(sql: str, prefix: str) -> str:
     """A check's statement by what it does, from the rollup tables (`prefix` + marks, users, sums) it appends to
     or reads: the statements' text and order change as the rollup evolves; these roles have not."""
     kinds = ("marks", "users", "sums")
-    written = re.match(rf"\s*INSERT INTO {re.escape(prefix)}(\w+)", sql)
+    # at a line's start, not the statement's: Spark SQL puts an INSERT's WITH clause first
+    written = re.search(rf"^\s*INSERT INTO (?:TABLE )?{re.escape(prefix)}(\w+)", sql, re.MULTILINE)
     if written:
         return _WRITES.get(written.group(1), f"append to {written.group(1)}")
     read = {kind for kind in kinds if re.search(rf"\b{re.escape(prefix)}{kind}\b", sql)}

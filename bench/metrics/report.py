@@ -34,7 +34,7 @@ def targets(m: Measured) -> list[tuple[str, bool]]:
 
 def table(results: Sequence[Measured]) -> list[str]:
     header = (f"{'engine':<11}{'rows':>5}{'load s':>8}{'fold s':>8}{'check ms':>10}{'best':>10}{'runs':>5}"
-              f"{'full s':>9}{'Python s':>10}{'Py/full':>9}{'Py/check':>10}  {'same ints':<10}{'target':<34}result")
+              f"{'full s':>9}{'Python s':>10}{'Py/full':>9}{'Py/check':>10}  {'same ints':<10}{'result':<7}target")
     lines = [header, "-" * len(header)]
     for m in results:
         met = targets(m)
@@ -43,15 +43,19 @@ def table(results: Sequence[Measured]) -> list[str]:
         check = m.check
         full = f"{m.full.median:.3f}" if m.full else "-"
         python = f"{m.python:.2f}" if m.python is not None else "-"
-        by_full = f"{m.python / m.full.median:.1f}x" if m.python is not None and m.full else "-"
-        by_check = f"{m.python / check.median:,.0f}x" if m.python is not None and check else "-"
+        by_full = _ratio(m.python / m.full.median) if m.python is not None and m.full else "-"
+        by_check = _ratio(m.python / check.median) if m.python is not None and check else "-"
         target = " and ".join(f"{name}{'' if passed else ' (missed)'}" for name, passed in met) or "-"
         lines.append(
             f"{m.engine:<11}{size(m.rows):>5}{m.load:>8.1f}{m.fold:>8.2f}"
             + (f"{check.median * 1e3:>10,.1f}{check.best * 1e3:>10,.1f}{check.runs:>5}" if check else f"{'-':>25}")
             + f"{full:>9}{python:>10}{by_full:>9}{by_check:>10}  {'NO' if m.problems else 'yes':<10}"
-            f"{target:<34}{verdict}")
+            f"{verdict:<7}{target}")
     return lines
+
+
+def _ratio(times: float) -> str:
+    return f"{times:,.0f}x" if times >= 100 else f"{times:.1f}x"
 
 
 def growth(results: Sequence[Measured]) -> list[str]:

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from numpy.typing import NDArray
 
 from abrollout.contracts.tools import CheckResult
-from abrollout.warehouse.dialects import render
+from abrollout.warehouse.dialects import render, string
 from abrollout.warehouse.layout import VALUE_SCALE
-from abrollout.warehouse.results import from_statement
+from abrollout.warehouse.results import TERMS, from_statement
 from abrollout.warehouse.rollup import Table, tables
 from adapters.local_metrics import LocalMetrics
 from adapters.simulator import Rows
@@ -65,25 +66,30 @@ def same(result: Aggregate, expected: Aggregate) -> bool:
 
 
 def assert_exact_over_loads(engine: LoadingEngine, store: Path, seed: int, windows: Sequence[int],
-                            metric_lists: Sequence[list[str]]) -> None:
-    """After each of `batches`' loads: the rollup's integers equal DuckDB's, and at each window the engine's answer
-    (incremental, and the full statement alone) equals DuckDB's and the Python definition's."""
-    exp = f"exact-{seed}"
+                            metric_lists: Sequence[list[str]], rounds: Sequence[int] = (1, 1, 1)) -> None:
+    """`batches` loaded `rounds[k]` at a time (each its own loaded_at), a refresh after each round; then the
+    rollup's integers equal DuckDB's, and the rollup's answer (at the end of time, where it answers) and the full
+    statement's at each window equal DuckDB's and the Python definition's."""
+    exp, end = f"exact-{seed}", 2**31 - 1
     local = LocalMetrics(store)
     engine.load_batches("another-exp", [(random_data(seed + 1).rows(), 1)])  # same users elsewhere: no leak
     warehouse, full = WarehouseMetrics(engine), WarehouseMetrics(engine, incremental=False)
     parts = batches(awkward_data(seed))
-    for loaded_at, part in enumerate(parts, start=1):
-        engine.load_batches(exp, [(part.rows(), loaded_at)])
-        local.write_rows(exp, part.rows())
-        so_far = joined(parts[:loaded_at])
+    assert sum(rounds) == len(parts)
+    loaded = 0
+    for size in rounds:
+        engine.load_batches(exp, [(part.rows(), loaded + i + 1) for i, part in enumerate(parts[loaded:loaded + size])])
+        for part in parts[loaded:loaded + size]:
+            local.write_rows(exp, part.rows())
+        loaded += size
+        so_far = joined(parts[:loaded])
         for names in metric_lists:
-            assert warehouse.refresh(exp, names)[0] == local.warehouse.refresh(exp, names)[0]
+            assert warehouse.refresh(exp, names)[0] == local.warehouse.refresh(exp, names)[0], (loaded, names)
+            assert same(warehouse.aggregate(exp, names, end, ARMS), exact_reference(so_far, names, end, ARMS))
             for until in windows:
                 expected = exact_reference(so_far, names, until, ARMS)
                 assert same(local.aggregate(exp, names, until, ARMS), expected)
-                assert same(warehouse.aggregate(exp, names, until, ARMS), expected), (loaded_at, names, until)
-                assert same(full.aggregate(exp, names, until, ARMS), expected), (loaded_at, names, until)
+                assert same(full.aggregate(exp, names, until, ARMS), expected), (loaded, names, until)
     local.close()
 
 
@@ -128,7 +134,7 @@ def data_of(hours: Sequence[Rows]) -> Data:
 
 def largest_values(users: int = 400, seed: int = 8) -> Data:
     """Per-user totals and covariates anywhere in +-LARGEST micro-units (both ends included), in two arms; a user's
-    total is one event or two halves of it. Per arm, the sums of squares are near users * 1e28: far beyond 2**64."""
+    total is one event or two halves of it. Per arm, the sums of squares are some 1e29: far beyond 2**64 (1.8e19)."""
     rng = np.random.default_rng(seed)
     totals = [LARGEST, -LARGEST, *rng.integers(-LARGEST, LARGEST, users - 2, endpoint=True).tolist()]
     covariates = [-LARGEST, LARGEST, *rng.integers(-LARGEST, LARGEST, users - 2, endpoint=True).tolist()]
@@ -146,7 +152,7 @@ def exact_sums(data: Data) -> dict[str, dict[str, int]]:
     for user, _, value, _ in data.events:
         total[user] = total.get(user, 0) + round(value * VALUE_SCALE)
     covariate = {user: round(value * VALUE_SCALE) for user, _, value in data.pre}
-    sums = {arm: dict.fromkeys(("sum", "sum_sq", "pre_sum", "pre_sum_sq", "pre_sum_product"), 0) for arm in ARMS[:2]}
+    sums = {arm: dict.fromkeys(TERMS[:5], 0) for arm in ARMS[:2]}
     for user, arm, _ in data.exposures:
         y, x, arm_sums = total[user], covariate[user], sums[arm]
         for term, value in (("sum", y), ("sum_sq", y * y), ("pre_sum", x), ("pre_sum_sq", x * x),
@@ -177,11 +183,12 @@ def assert_largest_values_exact(engine: LoadingEngine, store: Path) -> None:
 
 
 def naive_square_sum(engine: LoadingEngine, exp: str) -> str:
-    """The largest values' sum of squares the way a plain BIGINT query would add them: the engine's
-    overflow behaviour (an error, or silent wrapping) is what the generator's exact decimals avoid."""
+    """`largest_values` loaded under `exp`, and the query that sums their squares the way a plain BIGINT query
+    would: the engine's overflow behaviour (an error, or silent wrapping) is what the exact decimals avoid."""
+    engine.load_batches(exp, [(largest_values().rows(), 1)])
     micro = f"CAST(FLOOR(value * {VALUE_SCALE} + 0.5) AS BIGINT)"
-    return render(f"SELECT CAST(SUM({micro} * {micro}) AS VARCHAR) AS s FROM metric_events WHERE exp_key = '{exp}'",
-                  engine.dialect, {})
+    return render(f"SELECT CAST(SUM({micro} * {micro}) AS VARCHAR) AS s FROM metric_events WHERE exp_key = "
+                  f"{string(exp)}", engine.dialect, {})
 
 
 class Died(RuntimeError):
@@ -189,7 +196,7 @@ class Died(RuntimeError):
 
 
 class DiesAt:
-    """The engine, except that the first INSERT into `table` fails: a refresh that dies half-way."""
+    """The engine, except that an INSERT into `table` fails: a refresh that dies half-way."""
 
     def __init__(self, engine: LoadingEngine, table: Table) -> None:
         self.engine, self.name, self.dialect = engine, engine.name, engine.dialect
@@ -212,25 +219,25 @@ class DiesAt:
 
 def assert_dead_refresh_never_counts(engine: LoadingEngine, store: Path, dies_at: str, seed: int = 4) -> None:
     """A refresh that died at its INSERT into `dies_at` (`sums`: after staging its ledger rows; `marks`: after its
-    ledger rows and sums, before its commit) is not counted, and the next refresh folds the same rows once."""
+    ledger rows and sums, before its commit) is not counted, and the next refresh folds the same rows (late ones
+    among them) once, on top of what was committed before."""
     exp, names, prefix = f"dies-{seed}-{dies_at}", ["revenue", "clicks"], "abrollout_rollup_"
     marks, users, sums = tables(prefix)
     local = LocalMetrics(store)
     healthy = WarehouseMetrics(engine, prefix=prefix)
     dying = WarehouseMetrics(DiesAt(engine, {"sums": sums, "marks": marks}[dies_at]), prefix=prefix)
-    parts = batches(awkward_data(seed))
-    for loaded_at, (part, refresh) in enumerate(zip(parts, (healthy, dying, healthy), strict=True), start=1):
-        engine.load_batches(exp, [(part.rows(), loaded_at)])
+    first, second, last = batches(awkward_data(seed))
+    engine.load_batches(exp, [(first.rows(), 1), (second.rows(), 2)])
+    healthy.refresh(exp, names)
+    engine.load_batches(exp, [(last.rows(), 3)])
+    for part in (first, second, last):
         local.write_rows(exp, part.rows())
-        try:
-            refresh.refresh(exp, names)
-        except Died:
-            attempts = f"SELECT COUNT(DISTINCT attempt) AS n FROM {{}} WHERE rollup_key LIKE '{exp}:%'"
-            assert int(engine.query(attempts.format(users.name))[0]["n"]) == 2  # the dead attempt's rows are there
-            assert int(engine.query(attempts.format(marks.name))[0]["n"]) == 1  # but only the first committed
-        else:
-            assert refresh is healthy, "the refresh should have died"
+    with pytest.raises(Died):
+        dying.refresh(exp, names)
+    attempts = f"SELECT COUNT(DISTINCT attempt) AS n FROM {{}} WHERE rollup_key LIKE '{exp}:%'"
+    assert int(engine.query(attempts.format(users.name))[0]["n"]) == 2  # the dead attempt's rows are there
+    assert int(engine.query(attempts.format(marks.name))[0]["n"]) == 1  # but only the first refresh committed
     assert healthy.refresh(exp, names)[0] == local.warehouse.refresh(exp, names)[0]
-    until = 2**31 - 1
-    assert same(healthy.aggregate(exp, names, until, ARMS), exact_reference(awkward_data(seed), names, until, ARMS))
+    end = 2**31 - 1
+    assert same(healthy.aggregate(exp, names, end, ARMS), exact_reference(awkward_data(seed), names, end, ARMS))
     local.close()
