@@ -512,8 +512,7 @@ async def test_keys_and_metric_names_are_literals_not_sql(stores: tuple[Postgres
     for store in stores:
         result = await store.aggregate("x' OR '1'='1", hostile, 7200, ARMS)
         assert result.assignments == dict.fromkeys(ARMS, 0)
-        assert [line.split("|")[:2] for line in postgres.psql(result.queries[0], database).splitlines()] == [
-            ["", "0"]], "one row, without an arm: nobody is exposed"
+        assert postgres.psql(result.queries[0], database) == "", "no row: nobody is exposed, and no row matched"
         unexposed = await store.aggregate(EXP, hostile, 7200, ARMS)
         assert all(stats.sum == 0 for arms in unexposed.metrics.values() for stats in arms.values())
         assert sum(unexposed.assignments.values()) > 0
